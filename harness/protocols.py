@@ -1,0 +1,78 @@
+"""The seams between stages. Every call takes a batch (one entry per dialogue still running), never one dialogue.
+
+A retriever is anything with ``prepare`` and ``rank``:
+
+    class MyRetriever:
+        def identity(self): return {"name": "mine"}
+        def prepare(self, search_space, context): ...
+        def rank(self, states): return RankBatch(ranks=tuple(...))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from harness.types import DialogueState, RankBatch, SearchSpace
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Where and how components run: resolved device, the shared cache folder, the run's global seed."""
+
+    device: str
+    cache_dir: Path
+    seed: int = 0
+    progress: bool = True
+
+
+@runtime_checkable
+class Retriever(Protocol):
+    """Ranks the whole search space for each dialogue state and returns the target's 0-based rank."""
+
+    def identity(self) -> Mapping[str, Any]:
+        """What changes this retriever's output (model fingerprint, preprocessing, query mode): goes into the
+        manifest and into cache keys."""
+
+    def prepare(self, search_space: SearchSpace, context: RunContext) -> None:
+        """Index the search space (cached on disk where that is expensive). Called once before ``rank``."""
+
+    def rank(self, states: Sequence[DialogueState]) -> RankBatch:
+        """Rank the search space for every state; ``states[i].target_index`` is the target's position."""
+
+
+@runtime_checkable
+class Questioner(Protocol):
+    """Asks the next question of each dialogue from its caption and turns so far."""
+
+    def identity(self) -> Mapping[str, Any]: ...
+
+    def ask(self, states: Sequence[DialogueState]) -> list[str]: ...
+
+
+@runtime_checkable
+class Answerer(Protocol):
+    """Answers each question looking at the dialogue's target image."""
+
+    def identity(self) -> Mapping[str, Any]: ...
+
+    def answer(self, states: Sequence[DialogueState], questions: Sequence[str]) -> list[str]: ...
+
+
+@dataclass(frozen=True)
+class TurnFailure:
+    """A turn that could not be produced (for example an API call that failed after its retries)."""
+
+    reason: str
+
+
+@runtime_checkable
+class DialogueSource(Protocol):
+    """Supplies turn ``round`` of every running dialogue: recorded (replay) or generated (live).
+    The runner never knows which."""
+
+    def identity(self) -> Mapping[str, Any]: ...
+
+    def next_turns(self, states: Sequence[DialogueState]) -> list[str | TurnFailure]: ...

@@ -1,0 +1,170 @@
+"""Data shapes shared by every stage: dialogues, the search space, per-round states and run records.
+
+    >>> dialogue = Dialogue("0", "unlabeled2017/000000185565.jpg", ("a bedroom", "is it lit? no"))
+    >>> DialogueState.at_round(dialogue, 1, target_index=42).query_turns
+    ('a bedroom', 'is it lit? no')
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Dialogue:
+    """One benchmark record: a target image and its turns (turn 0 is the caption, turn t is "question? answer")."""
+
+    dialogue_id: str
+    target: str
+    turns: tuple[str, ...]
+
+    @property
+    def caption(self) -> str:
+        return self.turns[0]
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """The images a retriever ranks: relative paths in a fixed order, resolved under ``image_root``."""
+
+    paths: tuple[str, ...]
+    image_root: Path | None = None
+    source: str = "<memory>"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_positions", {path: i for i, path in enumerate(self.paths)})
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def position(self, path: str) -> int:
+        """0-based position of ``path``; KeyError names the path and the search-space file."""
+        try:
+            return self._positions[path]  # type: ignore[attr-defined]
+        except KeyError:
+            raise KeyError(f"image {path!r} is not in the search space {self.source}") from None
+
+    def contains(self, path: str) -> bool:
+        return path in self._positions  # type: ignore[attr-defined]
+
+    def resolve(self, path: str) -> Path:
+        if self.image_root is None:
+            raise ValueError("this run needs image files but no --image-root was given")
+        return self.image_root / path
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 of the ordered path list: the identity an image index is cached under."""
+        digest = hashlib.sha256()
+        for path in self.paths:
+            digest.update(path.encode("utf-8"))
+            digest.update(b"\n")
+        return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """Dialogues plus the search space they are evaluated in, with the file identities recorded in manifests."""
+
+    name: str
+    dialogues: tuple[Dialogue, ...]
+    search_space: SearchSpace
+    files: Mapping[str, str] = field(default_factory=dict)  # role -> "path sha256"
+
+    def __len__(self) -> int:
+        return len(self.dialogues)
+
+
+@dataclass(frozen=True)
+class DialogueState:
+    """What the retriever and the bots see of one dialogue at round ``round`` (turns 0..round)."""
+
+    dialogue_id: str
+    target: str
+    target_index: int
+    round: int
+    query_turns: tuple[str, ...]
+    query_mode: str = "join"
+
+    @classmethod
+    def at_round(
+        cls, dialogue: Dialogue, round_: int, target_index: int, query_mode: str = "join"
+    ) -> "DialogueState":
+        return cls(
+            dialogue.dialogue_id, dialogue.target, target_index, round_, dialogue.turns[: round_ + 1], query_mode
+        )
+
+    @property
+    def query_text(self) -> str:
+        """The text a text encoder sees: turns 0..round joined with ", " (ChatIR, ``join``), or only the round's
+        own entry (``entry``, for reformulated dialogues where each entry is already a full caption)."""
+        if self.query_mode == "join":
+            return ", ".join(self.query_turns)
+        if self.query_mode == "entry":
+            return self.query_turns[-1]
+        raise ValueError(f"unknown query mode {self.query_mode!r}; use 'join' or 'entry'")
+
+    @property
+    def caption(self) -> str:
+        return self.query_turns[0]
+
+
+@dataclass(frozen=True)
+class RankBatch:
+    """A retriever's answer for a batch of states: the target's 0-based rank per state, plus named side ranks
+    (for example ``text_only`` for fused retrievers) aligned with ``ranks``."""
+
+    ranks: tuple[int, ...]
+    side_ranks: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One line of ``ranks.jsonl``: a finished (or failed) dialogue with the target's rank after every round."""
+
+    dialogue_id: str
+    target: str
+    ranks: tuple[int, ...]
+    side_ranks: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    dialog: tuple[str, ...] | None = None
+    status: str = "ok"
+    error: str | None = None
+
+    def to_json(self) -> str:
+        payload: dict[str, Any] = {
+            "dialogue_id": self.dialogue_id,
+            "target": self.target,
+            "ranks": list(self.ranks),
+            "status": self.status,
+        }
+        if self.side_ranks:
+            payload["side_ranks"] = {name: list(values) for name, values in self.side_ranks.items()}
+        if self.dialog is not None:
+            payload["dialog"] = list(self.dialog)
+        if self.error is not None:
+            payload["error"] = self.error
+        return json.dumps(payload, ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, line: str) -> "RunRecord":
+        payload = json.loads(line)
+        return cls(
+            dialogue_id=str(payload["dialogue_id"]),
+            target=payload["target"],
+            ranks=tuple(int(rank) for rank in payload["ranks"]),
+            side_ranks={name: tuple(values) for name, values in payload.get("side_ranks", {}).items()},
+            dialog=tuple(payload["dialog"]) if "dialog" in payload else None,
+            status=payload.get("status", "ok"),
+            error=payload.get("error"),
+        )
+
+
+def batched(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
+    if size < 1:
+        raise ValueError(f"batch size must be at least 1, got {size}")
+    return [items[start : start + size] for start in range(0, len(items), size)]
