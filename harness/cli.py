@@ -1,0 +1,176 @@
+"""The ``harness`` command.
+
+    harness demo                                   # offline pipeline check on tiny models, about a minute on a CPU
+    harness list                                   # registered retrievers, bots, benchmarks, fixtures
+    harness data validate --data-dir DATA          # check the ChatIR files and search space
+    harness run --retriever chatir --retriever-model chatir_weights.ckpt --benchmark visdial-val \\
+                --data-dir DATA --image-root COCO --out runs/chatir-visdial
+    harness metrics runs/chatir-visdial            # the per-round table of a stored run
+
+Subcommands owned by plug-in packages (``data``, ``convert``, ``bench encoder``) are imported only when used, so
+``harness list`` and ``harness metrics`` start without importing torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from harness.config import DEVICES_HELP, QUERY_MODES, build_spec, read_config_file
+from harness.errors import HarnessError
+from harness.registry import KINDS, REGISTRY, RegistryError
+
+log = logging.getLogger("harness")
+
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands are ``"module:attr"`` strings imported on first use."""
+
+    def __init__(self, *args: Any, lazy_subcommands: dict[str, str] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy_subcommands = lazy_subcommands or {}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(self.lazy_subcommands))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy_subcommands:
+            module_name, _, attribute = self.lazy_subcommands[cmd_name].partition(":")
+            return getattr(importlib.import_module(module_name), attribute)
+        return super().get_command(ctx, cmd_name)
+
+
+class HarnessFailure(click.ClickException):
+    """A user-facing error: printed as ``error: ...`` without a traceback, exit status 2."""
+
+    exit_code = 2
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+class HarnessGroup(LazyGroup):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (HarnessError, RegistryError) as error:
+            raise HarnessFailure(str(error)) from error
+
+
+@click.group(
+    cls=HarnessGroup,
+    lazy_subcommands={"data": "benchmarks.cli:data", "convert": "retrievers.cli:convert"},
+)
+@click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
+def main(verbose: bool) -> None:
+    """Evaluate interactive text-to-image retrieval with replayed or simulated dialogues."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+
+@main.command("list")
+@click.argument("kind", required=False, type=click.Choice(KINDS))
+def list_command(kind: str | None) -> None:
+    """Print the registered plug-ins (all kinds, or one KIND)."""
+    for each_kind in [kind] if kind else KINDS:
+        click.echo(f"{each_kind}s:")
+        for name in REGISTRY.names(each_kind):
+            click.echo(f"  {name:<22} {REGISTRY.describe(each_kind, name)}")
+
+
+def _parse_argument(text: str) -> tuple[str, Any]:
+    key, separator, value = text.partition("=")
+    if not separator or not key:
+        raise click.BadParameter(f"{text!r} is not KEY=VALUE")
+    try:
+        return key.strip().replace("-", "_"), json.loads(value)
+    except json.JSONDecodeError:
+        return key.strip().replace("-", "_"), value
+
+
+@main.command("run")
+@click.option("--config", "config_file", type=click.Path(path_type=Path, dir_okay=False), help="TOML or JSON file of run settings; flags override it.")
+@click.option("--retriever", help="Registered retriever name (see `harness list retriever`).")
+@click.option("--retriever-model", help="Model source for the retriever: hub id, local transformers directory, or original checkpoint file (.pth/.ckpt).")
+@click.option("--retriever-arg", "retriever_arg", multiple=True, metavar="KEY=VALUE", help="Extra retriever argument (repeatable), e.g. dtype=float16.")
+@click.option("--benchmark", help="Known benchmark name (visdial-val, chatgpt-blip2, human-blip2, flan-blip2) or a ChatIR-format dialogue file.")
+@click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False), help="Folder in the upstream ChatIR layout (dialogues/, ChatIR_Protocol/).")
+@click.option("--search-space", type=click.Path(path_type=Path, dir_okay=False), help="Search-space JSON list (needed with a dialogue FILE; overrides the known one).")
+@click.option("--image-root", type=click.Path(path_type=Path, file_okay=False), help="Folder the image paths are relative to (e.g. the COCO root holding unlabeled2017/).")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), help="Run directory (created; an existing one is resumed).")
+@click.option("--rounds", type=int, help="Dialogue rounds after the caption (default 10).")
+@click.option("--query-mode", type=click.Choice(QUERY_MODES), help="join: turns 0..t joined with ', ' (ChatIR); entry: turn t only (reformulated dialogues).")
+@click.option("--device", help=f"{DEVICES_HELP} (default auto).")
+@click.option("--batch-size", type=int, help="Dialogues per round-synchronous batch (default 64).")
+@click.option("--seed", type=int, help="Global seed (default 0).")
+@click.option("--limit", type=int, help="Evaluate only the first N dialogues.")
+@click.option("--cache-dir", type=click.Path(path_type=Path, file_okay=False), help="Shared cache of embeddings (default $HARNESS_CACHE or ~/.cache/itir-harness).")
+@click.option("--plugin", "plugins", multiple=True, help="Module or .py file to import first (registers plug-ins).")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def run_command(config_file: Path | None, retriever_model: str | None, retriever_arg: tuple[str, ...], quiet: bool, **flags: Any) -> None:
+    """Evaluate a retriever on a benchmark (replaying its recorded dialogues) and print accumulated Hits@k."""
+    from harness.runner import run_evaluation
+    from harness.tables import format_round_table
+
+    file_values = read_config_file(config_file) if config_file else {}
+    flag_values = {key: value for key, value in flags.items() if value not in (None, ())}
+    retriever_args = dict(file_values.get("retriever_args", {}))
+    retriever_args.update(_parse_argument(text) for text in retriever_arg)
+    if retriever_model is not None:
+        retriever_args["model"] = retriever_model
+    if retriever_args:
+        flag_values["retriever_args"] = retriever_args
+    if quiet:
+        flag_values["progress"] = False
+    spec, overridden = build_spec(file_values, flag_values)
+    if overridden:
+        log.info("flags override config-file settings: %s", ", ".join(overridden))
+    try:
+        result = run_evaluation(spec)
+    except KeyboardInterrupt:
+        click.echo(f"\ninterrupted; finished dialogues are stored in {spec.out}. Run the same command to resume.", err=True)
+        sys.exit(130)
+    click.echo(f"\n{spec.retriever} on {spec.benchmark}: {result.metrics['dialogues']} dialogues "
+               f"({result.evaluated} evaluated now, {result.reused} reused from {result.directory})")
+    if result.failed:
+        click.echo(f"{result.failed} dialogues FAILED and are excluded from the metrics; rerun to retry them.")
+    click.echo(format_round_table(result.metrics))
+
+
+@main.command("metrics")
+@click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path, file_okay=False, exists=True))
+def metrics_command(runs: tuple[Path, ...]) -> None:
+    """Recompute and print the metrics of stored RUN directories from their ranks.jsonl."""
+    from harness.metrics import compute_metrics
+    from harness.store import RunStore
+    from harness.tables import format_round_table
+
+    for run in runs:
+        store = RunStore(run)
+        store.read_manifest()
+        records = [record for record in store.records() if record.status == "ok"]
+        if not records:
+            raise HarnessError(f"{run} has no finished dialogues yet")
+        metrics = compute_metrics([record.ranks for record in records])
+        click.echo(f"{run}: {len(records)} dialogues, BRI {metrics.get('BRI', float('nan')):.4f}")
+        click.echo(format_round_table(metrics) + "\n")
+
+
+@main.command("demo")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), help="Keep the demo's files here (default: a temporary folder).")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def demo_command(out: Path | None, quiet: bool) -> None:
+    """Offline pipeline check: tiny random-weight models of the real classes on a small synthetic benchmark."""
+    from harness.demo import run_demo
+
+    run_demo(out, progress=not quiet)
+
+
+@main.group("bench", cls=LazyGroup, lazy_subcommands={"encoder": "retrievers.cli:encoder", "ranking": "harness.bench:ranking"})
+def bench_group() -> None:
+    """Measure throughput: `ranking` (exact search vs a full argsort), `encoder` (BLIP text/image encoding)."""

@@ -1,0 +1,115 @@
+"""The run specification: one dataclass that the CLI, config files and the Python API all fill in.
+
+    spec = RunSpec(retriever="chatir", benchmark="visdial-val", data_dir=Path("DATA"), image_root=Path("COCO"),
+                   out=Path("runs/chatir-visdial"), retriever_args={"model": "chatir_weights.ckpt"})
+    result = run_evaluation(spec)
+
+Precedence: defaults < config file (``--config run.toml`` or ``.json``) < command-line flags. Unknown keys are
+errors. ``identity()`` holds only what changes results, so batch size, device, executor and cache location can
+change between a run and its resume.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from harness.errors import ConfigError
+
+QUERY_MODES = ("join", "entry")
+DEVICES_HELP = "cpu, cuda, cuda:N or auto"
+
+
+def default_cache_dir() -> Path:
+    """Shared across runs: ``$HARNESS_CACHE``, else ``$XDG_CACHE_HOME/itir-harness``, else ``~/.cache/itir-harness``."""
+    if "HARNESS_CACHE" in os.environ:
+        return Path(os.environ["HARNESS_CACHE"])
+    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return base / "itir-harness"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    retriever: str
+    benchmark: str
+    out: Path
+    data_dir: Path | None = None
+    search_space: Path | None = None
+    image_root: Path | None = None
+    retriever_args: Mapping[str, Any] = field(default_factory=dict)
+    rounds: int = 10
+    query_mode: str = "join"
+    seed: int = 0
+    limit: int | None = None
+    device: str = "auto"
+    batch_size: int = 64
+    cache_dir: Path = field(default_factory=default_cache_dir)
+    plugins: tuple[str, ...] = ()
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.rounds < 0:
+            raise ConfigError(f"rounds must be 0 or more, got {self.rounds}")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size must be at least 1, got {self.batch_size}")
+        if self.query_mode not in QUERY_MODES:
+            raise ConfigError(f"query_mode must be one of {', '.join(QUERY_MODES)}, got {self.query_mode!r}")
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError(f"limit must be at least 1, got {self.limit}")
+
+    def identity(self) -> dict[str, Any]:
+        """The settings a resumed run must share with the stored one (the benchmark files' sha256 are added by
+        the runner once they are loaded)."""
+        return {
+            "retriever": self.retriever,
+            "retriever_args": dict(self.retriever_args),
+            "benchmark": self.benchmark,
+            "rounds": self.rounds,
+            "query_mode": self.query_mode,
+            "seed": self.seed,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(dataclasses.asdict(self), default=str))
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Keys of a TOML or JSON config file; unknown keys are an error naming them and the file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"cannot read config file {path}: {error.strerror}") from None
+    try:
+        values = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as error:
+        raise ConfigError(f"{path}: not valid {'TOML' if path.suffix == '.toml' else 'JSON'}: {error}") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: a config file holds a table of settings")
+    known = {spec_field.name for spec_field in fields(RunSpec)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"{path}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return values
+
+
+def build_spec(file_values: Mapping[str, Any], flag_values: Mapping[str, Any]) -> tuple[RunSpec, list[str]]:
+    """Merge config-file values and the flags the user actually gave; returns the spec and the names of the file
+    settings that flags overrode (for the log)."""
+    merged: dict[str, Any] = dict(file_values)
+    overridden = sorted(key for key in flag_values if key in file_values and file_values[key] != flag_values[key])
+    merged.update(flag_values)
+    for required in ("retriever", "benchmark", "out"):
+        if merged.get(required) in (None, ""):
+            raise ConfigError(f"missing setting {required!r} (give --{required.replace('_', '-')} or put it in --config)")
+    for path_key in ("out", "data_dir", "search_space", "image_root", "cache_dir"):
+        if merged.get(path_key) is not None:
+            merged[path_key] = Path(merged[path_key]).expanduser()
+    if "plugins" in merged:
+        merged["plugins"] = tuple(merged["plugins"])
+    return RunSpec(**merged), overridden

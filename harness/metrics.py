@@ -1,0 +1,83 @@
+"""Metrics of interactive retrieval, all derived from the (dialogues x rounds) matrix of 0-based target ranks.
+
+    >>> ranks = np.array([[12, 3, 40], [0, 20, 20]])
+    >>> hits_at_k(ranks, 10).tolist()     # accumulated: a hit at any round <= t counts
+    [50.0, 100.0, 100.0]
+    >>> recall_at_k(ranks, 10).tolist()   # per round, no accumulation
+    [50.0, 50.0, 0.0]
+
+Definitions (PROTOCOL.md section 4):
+- ``Hits@k`` (ChatIR): percentage of dialogues whose target ranked < k at ANY round <= t. Never decreases.
+- ``Recall@k`` (PlugIR): percentage of dialogues whose target ranks < k at round t.
+- ``BRI`` (PlugIR, lower is better): with m_r the best rank up to round r, the mean over r = 0..R-1 of the mean over
+  dialogues of (ln(m_r + 1) + ln(m_{r+1} + 1)) / 2. Natural logarithm.
+- ``MRR`` per round: mean of 1 / (rank + 1).
+- ``MedR`` per round: median of the 1-based rank (rank + 1), so a perfect retriever has MedR 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+DEFAULT_KS = (1, 5, 10)
+
+
+def as_rank_matrix(ranks: Sequence[Sequence[int]] | np.ndarray) -> np.ndarray:
+    matrix = np.asarray(ranks, dtype=np.int64)
+    if matrix.ndim != 2:
+        raise ValueError(f"ranks must be a (dialogues x rounds) matrix, got shape {matrix.shape}")
+    if matrix.size and matrix.min() < 0:
+        raise ValueError("ranks are 0-based and cannot be negative")
+    return matrix
+
+
+def best_rank_so_far(ranks: np.ndarray) -> np.ndarray:
+    return np.minimum.accumulate(ranks, axis=1)
+
+
+def hits_at_k(ranks: np.ndarray, k: int) -> np.ndarray:
+    return 100.0 * (best_rank_so_far(ranks) < k).mean(axis=0)
+
+
+def recall_at_k(ranks: np.ndarray, k: int) -> np.ndarray:
+    return 100.0 * (ranks < k).mean(axis=0)
+
+
+def mrr(ranks: np.ndarray) -> np.ndarray:
+    return (1.0 / (ranks + 1.0)).mean(axis=0)
+
+
+def median_rank(ranks: np.ndarray) -> np.ndarray:
+    return np.median(ranks + 1, axis=0)
+
+
+def bri_per_dialogue(ranks: np.ndarray) -> np.ndarray:
+    """Each dialogue's BRI term; the benchmark's BRI is their mean (per-dialogue values feed paired tests)."""
+    if ranks.shape[1] < 2:
+        raise ValueError("BRI needs at least two rounds")
+    log_best = np.log(best_rank_so_far(ranks) + 1.0)
+    return ((log_best[:, :-1] + log_best[:, 1:]) / 2.0).mean(axis=1)
+
+
+def bri(ranks: np.ndarray) -> float:
+    return float(bri_per_dialogue(ranks).mean())
+
+
+def compute_metrics(ranks: Sequence[Sequence[int]] | np.ndarray, ks: Sequence[int] = DEFAULT_KS) -> dict[str, Any]:
+    """Every metric of one run, keyed by canonical metric strings (``Hits@10``); per-round lists index rounds."""
+    matrix = as_rank_matrix(ranks)
+    if matrix.shape[0] == 0:
+        raise ValueError("no dialogues to compute metrics over")
+    metrics: dict[str, Any] = {}
+    for k in ks:
+        metrics[f"Hits@{k}"] = hits_at_k(matrix, k).tolist()
+    for k in ks:
+        metrics[f"Recall@{k}"] = recall_at_k(matrix, k).tolist()
+    metrics["MRR"] = mrr(matrix).tolist()
+    metrics["MedR"] = median_rank(matrix).tolist()
+    if matrix.shape[1] >= 2:
+        metrics["BRI"] = bri(matrix)
+    return metrics

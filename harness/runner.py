@@ -1,0 +1,278 @@
+"""The evaluation loop: round-synchronous, batched, appending finished dialogues to the run directory.
+
+    from harness.config import RunSpec
+    from harness.runner import run_evaluation
+
+    result = run_evaluation(RunSpec(retriever="oracle", benchmark="visdial-val", data_dir=Path("DATA"),
+                                    out=Path("runs/oracle")))
+    print(result.metrics["Hits@10"])
+
+For every chunk of ``batch_size`` dialogues, round 0 ranks the captions; each later round asks the dialogue source
+for the next turn of every running dialogue (one batched call), then ranks all of them (one batched call). A chunk's
+records are appended to ``ranks.jsonl`` as soon as it finishes, so an interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from harness.config import RunSpec
+from harness.devices import resolve_device
+from harness.errors import ConfigError, DataError, HarnessError
+from harness.executors import Executor, InProcessExecutor
+from harness.metrics import compute_metrics
+from harness.protocols import DialogueSource, Retriever, RunContext, TurnFailure
+from harness.registry import REGISTRY, ComponentRecord
+from harness.sources import ReplaySource
+from harness.store import RunStore, describe_differences
+from harness.types import Benchmark, Dialogue, DialogueState, RunRecord, batched
+
+log = logging.getLogger(__name__)
+
+RECORDED_PACKAGES = ("itir-harness", "torch", "transformers", "numpy", "pillow", "safetensors", "tokenizers")
+
+
+@dataclass(frozen=True)
+class RunResult:
+    directory: Path
+    metrics: Mapping[str, Any]
+    evaluated: int
+    reused: int
+    failed: int
+
+
+def load_benchmark(spec: RunSpec) -> Benchmark:
+    """A registered benchmark name (``visdial-val``) or the path of any ChatIR-format dialogue file."""
+    if spec.benchmark in REGISTRY.names("benchmark"):
+        if spec.data_dir is None:
+            raise ConfigError(f"benchmark {spec.benchmark!r} needs --data-dir (the folder holding dialogues/)")
+        benchmark, _ = REGISTRY.build(
+            "benchmark",
+            spec.benchmark,
+            data_dir=spec.data_dir,
+            image_root=spec.image_root,
+            search_space=spec.search_space,
+        )
+        return benchmark
+    path = Path(spec.benchmark)
+    if path.suffix == ".json" or path.exists():
+        if spec.search_space is None:
+            raise ConfigError(f"benchmark file {path} needs --search-space FILE (a JSON list of image paths)")
+        benchmark, _ = REGISTRY.build(
+            "benchmark", "chatir-file", dialogues=path, search_space=spec.search_space, image_root=spec.image_root
+        )
+        return benchmark
+    REGISTRY.resolve("benchmark", spec.benchmark)  # raises with a did-you-mean list
+    raise AssertionError("unreachable")
+
+
+def check_rounds(benchmark: Benchmark, dialogues: Sequence[Dialogue], rounds: int) -> None:
+    for index, dialogue in enumerate(dialogues):
+        if len(dialogue.turns) < rounds + 1:
+            raise DataError(
+                benchmark.files.get("dialogues", benchmark.name),
+                f"has {len(dialogue.turns)} turns but --rounds {rounds} needs {rounds + 1}",
+                record=index,
+                field="dialog",
+            )
+
+
+def evaluate_chunk(
+    dialogues: Sequence[Dialogue],
+    source: DialogueSource,
+    retriever: Retriever,
+    target_positions: Mapping[str, int],
+    rounds: int,
+    query_mode: str,
+    search_space_size: int,
+) -> list[RunRecord]:
+    """Run a chunk of dialogues through every round; one source call and one retriever call per round."""
+    turns = {dialogue.dialogue_id: [dialogue.caption] for dialogue in dialogues}
+    ranks: dict[str, list[int]] = {dialogue.dialogue_id: [] for dialogue in dialogues}
+    side_ranks: dict[str, dict[str, list[int]]] = {dialogue.dialogue_id: {} for dialogue in dialogues}
+    failures: dict[str, str] = {}
+    running = list(dialogues)
+    for round_ in range(rounds + 1):
+        if round_ > 0:
+            previous = [_state(dialogue, turns, target_positions, round_ - 1, query_mode) for dialogue in running]
+            produced = source.next_turns(previous)
+            _check_length("dialogue source", produced, previous)
+            still_running = []
+            for dialogue, turn in zip(running, produced):
+                if isinstance(turn, TurnFailure):
+                    failures[dialogue.dialogue_id] = f"round {round_}: {turn.reason}"
+                else:
+                    turns[dialogue.dialogue_id].append(turn)
+                    still_running.append(dialogue)
+            running = still_running
+            if not running:
+                break
+        states = [_state(dialogue, turns, target_positions, round_, query_mode) for dialogue in running]
+        batch = retriever.rank(states)
+        _check_length("retriever", batch.ranks, states)
+        for position, (dialogue, rank) in enumerate(zip(running, batch.ranks)):
+            if not 0 <= rank < search_space_size:
+                raise HarnessError(
+                    f"retriever returned rank {rank} for dialogue {dialogue.dialogue_id} round {round_}; "
+                    f"ranks are 0-based positions in a search space of {search_space_size}"
+                )
+            ranks[dialogue.dialogue_id].append(int(rank))
+            for name, values in batch.side_ranks.items():
+                side_ranks[dialogue.dialogue_id].setdefault(name, []).append(int(values[position]))
+    return [
+        RunRecord(
+            dialogue_id=dialogue.dialogue_id,
+            target=dialogue.target,
+            ranks=tuple(ranks[dialogue.dialogue_id]),
+            side_ranks={name: tuple(values) for name, values in side_ranks[dialogue.dialogue_id].items()},
+            status="failed" if dialogue.dialogue_id in failures else "ok",
+            error=failures.get(dialogue.dialogue_id),
+        )
+        for dialogue in dialogues
+    ]
+
+
+def run_evaluation(
+    spec: RunSpec,
+    executor: Executor | None = None,
+    source: DialogueSource | None = None,
+) -> RunResult:
+    """Evaluate ``spec`` into ``spec.out``, resuming what is already stored there."""
+    for plugin in spec.plugins:
+        REGISTRY.load_plugin(plugin)
+    benchmark = load_benchmark(spec)
+    dialogues = list(benchmark.dialogues[: spec.limit] if spec.limit else benchmark.dialogues)
+    if source is None:
+        check_rounds(benchmark, dialogues, spec.rounds)
+        source = ReplaySource(dialogues)
+    search_space = benchmark.search_space
+    target_positions = {dialogue.dialogue_id: search_space.position(dialogue.target) for dialogue in dialogues}
+
+    store = RunStore(spec.out)
+    manifest = _new_manifest(spec, benchmark, source)
+    resumed = store.open(manifest)
+    done = store.completed_ids()
+    pending = [dialogue for dialogue in dialogues if dialogue.dialogue_id not in done]
+    if resumed:
+        log.info("resuming %s: %d of %d dialogues already stored", spec.out, len(dialogues) - len(pending), len(dialogues))
+
+    if pending:
+        context = RunContext(
+            device=resolve_device(spec.device), cache_dir=spec.cache_dir, seed=spec.seed, progress=spec.progress
+        )
+        retriever, record = REGISTRY.build("retriever", spec.retriever, **dict(spec.retriever_args))
+        retriever.prepare(search_space, context)
+        _record_components(store, retriever, record, source, context, resumed)
+        executor = executor or InProcessExecutor()
+
+        def work(chunk: Sequence[Dialogue]) -> list[RunRecord]:
+            return evaluate_chunk(
+                chunk, source, retriever, target_positions, spec.rounds, spec.query_mode, len(search_space)
+            )
+
+        with tqdm(total=len(pending), desc=f"evaluating {spec.retriever}", unit="dialogue", disable=not spec.progress) as bar:
+            for records in executor.map(work, batched(pending, spec.batch_size)):
+                store.append(records)
+                bar.update(len(records))
+
+    return _finish(store, dialogues, evaluated=len(pending), reused=len(dialogues) - len(pending))
+
+
+def _finish(store: RunStore, dialogues: Sequence[Dialogue], evaluated: int, reused: int) -> RunResult:
+    by_id = {record.dialogue_id: record for record in store.records()}
+    selected = [by_id[d.dialogue_id] for d in dialogues if d.dialogue_id in by_id]
+    succeeded = [record for record in selected if record.status == "ok"]
+    failed = [record.dialogue_id for record in selected if record.status != "ok"]
+    missing = [d.dialogue_id for d in dialogues if d.dialogue_id not in by_id]
+    if missing:
+        raise HarnessError(f"{len(missing)} dialogues have no record in {store.ranks_path} (first: {missing[:5]})")
+    metrics: dict[str, Any] = {}
+    if succeeded:
+        metrics = compute_metrics([record.ranks for record in succeeded])
+    metrics.update({"dialogues": len(succeeded), "failed_dialogues": failed})
+    store.write_metrics(metrics)
+    return RunResult(store.directory, metrics, evaluated=evaluated, reused=reused, failed=len(failed))
+
+
+def _state(
+    dialogue: Dialogue, turns: Mapping[str, list[str]], positions: Mapping[str, int], round_: int, query_mode: str
+) -> DialogueState:
+    return DialogueState(
+        dialogue_id=dialogue.dialogue_id,
+        target=dialogue.target,
+        target_index=positions[dialogue.dialogue_id],
+        round=round_,
+        query_turns=tuple(turns[dialogue.dialogue_id][: round_ + 1]),
+        query_mode=query_mode,
+    )
+
+
+def _check_length(what: str, produced: Sequence[Any], states: Sequence[DialogueState]) -> None:
+    if len(produced) != len(states):
+        raise HarnessError(f"{what} returned {len(produced)} results for a batch of {len(states)} dialogues")
+
+
+def _new_manifest(spec: RunSpec, benchmark: Benchmark, source: DialogueSource) -> dict[str, Any]:
+    identity = spec.identity()
+    identity["benchmark_files"] = {role: value for role, value in benchmark.files.items()}
+    identity["source"] = dict(source.identity())
+    return {
+        "identity": identity,
+        "spec": spec.to_dict(),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "benchmark": {"name": benchmark.name, "dialogues": len(benchmark), "search_space": len(benchmark.search_space)},
+        "environment": _environment(),
+    }
+
+
+def _record_components(
+    store: RunStore,
+    retriever: Retriever,
+    record: ComponentRecord,
+    source: DialogueSource,
+    context: RunContext,
+    resumed: bool,
+) -> None:
+    components = {
+        "retriever": {**record.to_dict(), "identity": dict(retriever.identity())},
+        "source": dict(source.identity()),
+        "device": context.device,
+        "device_name": _device_name(context.device),
+    }
+    stored = store.read_manifest().get("components")
+    if resumed and stored is not None:
+        differences = describe_differences(stored["retriever"]["identity"], components["retriever"]["identity"])
+        if differences:
+            raise ConfigError(
+                f"{store.directory}: the retriever's weights or settings changed since this run started "
+                "(stored -> new):\n  " + "\n  ".join(differences)
+            )
+    store.update_manifest("components", components)
+
+
+def _environment() -> dict[str, Any]:
+    versions = {}
+    for package in RECORDED_PACKAGES:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            continue
+    return {"python": sys.version.split()[0], "platform": platform.platform(), "packages": versions}
+
+
+def _device_name(device: str) -> str:
+    if device.startswith("cuda"):
+        import torch
+
+        return torch.cuda.get_device_name(torch.device(device))
+    return platform.processor() or platform.machine()

@@ -1,0 +1,136 @@
+"""A run directory: ``manifest.json`` (what was run), ``ranks.jsonl`` (one line per finished dialogue, appended as
+dialogues finish) and ``metrics.json`` (derived from the ranks, recomputable at any time).
+
+    store = RunStore(Path("runs/chatir-visdial"))
+    store.open(manifest)                      # new run, or resume: refuses a manifest that disagrees
+    done = store.completed_ids()              # dialogues a resumed run skips
+    store.append([record, ...])               # flushed and fsynced: a SIGKILL loses at most the line being written
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from harness.atomic import atomic_write_text
+from harness.errors import ConfigError, DataError
+from harness.types import RunRecord
+
+MANIFEST = "manifest.json"
+RANKS = "ranks.jsonl"
+METRICS = "metrics.json"
+
+
+class RunStore:
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.directory / MANIFEST
+
+    @property
+    def ranks_path(self) -> Path:
+        return self.directory / RANKS
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.directory / METRICS
+
+    def exists(self) -> bool:
+        return self.manifest_path.is_file()
+
+    def read_manifest(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.manifest_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{self.directory} is not a run directory (no {MANIFEST})") from None
+        except json.JSONDecodeError as error:
+            raise DataError(self.manifest_path, f"invalid JSON: {error}") from None
+
+    def open(self, manifest: Mapping[str, Any]) -> bool:
+        """Start a new run or resume one. Returns True when resuming. A stored manifest whose ``identity`` section
+        differs from the new one is refused, naming every setting that differs."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        if not self.exists():
+            atomic_write_text(self.manifest_path, json.dumps(manifest, indent=2, sort_keys=True))
+            self.ranks_path.touch()
+            return False
+        stored = self.read_manifest()
+        differences = describe_differences(stored.get("identity", {}), manifest["identity"])
+        if differences:
+            raise ConfigError(
+                f"{self.directory} holds a run with different settings; use another --out or the original "
+                "settings to resume it. Differences (stored -> new):\n  " + "\n  ".join(differences)
+            )
+        self._drop_torn_last_line()
+        return True
+
+    def records(self) -> list[RunRecord]:
+        """Every record, the last one per dialogue winning (a failed dialogue retried on resume is superseded)."""
+        latest: dict[str, RunRecord] = {}
+        if not self.ranks_path.is_file():
+            return []
+        with open(self.ranks_path, encoding="utf-8") as stream:
+            for line_number, line in enumerate(stream, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    record = RunRecord.from_json(line)
+                except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+                    if not line.endswith("\n"):
+                        break  # a line torn by a crash mid-write; the next open() removes it
+                    raise DataError(self.ranks_path, f"line {line_number} is not a run record: {error}") from None
+                latest[record.dialogue_id] = record
+        return list(latest.values())
+
+    def completed_ids(self) -> set[str]:
+        return {record.dialogue_id for record in self.records() if record.status == "ok"}
+
+    def append(self, records: Iterable[RunRecord]) -> None:
+        lines = "".join(record.to_json() + "\n" for record in records)
+        if not lines:
+            return
+        with open(self.ranks_path, "a", encoding="utf-8") as stream:
+            stream.write(lines)
+            stream.flush()
+            os.fsync(stream.fileno())
+
+    def write_metrics(self, metrics: Mapping[str, Any]) -> None:
+        atomic_write_text(self.metrics_path, json.dumps(metrics, indent=2, sort_keys=True))
+
+    def update_manifest(self, section: str, value: Any) -> None:
+        manifest = self.read_manifest()
+        manifest[section] = value
+        atomic_write_text(self.manifest_path, json.dumps(manifest, indent=2, sort_keys=True))
+
+    def _drop_torn_last_line(self) -> None:
+        if not self.ranks_path.is_file():
+            self.ranks_path.touch()
+            return
+        data = self.ranks_path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            keep = data.rfind(b"\n") + 1
+            with open(self.ranks_path, "r+b") as stream:
+                stream.truncate(keep)
+
+
+def describe_differences(stored: Any, new: Any, prefix: str = "") -> list[str]:
+    """Human-readable list of the settings that differ between two nested JSON-like values."""
+    if isinstance(stored, Mapping) and isinstance(new, Mapping):
+        differences: list[str] = []
+        for key in sorted(set(stored) | set(new)):
+            path = f"{prefix}.{key}" if prefix else str(key)
+            if key not in stored:
+                differences.append(f"{path}: (absent) -> {json.dumps(new[key])}")
+            elif key not in new:
+                differences.append(f"{path}: {json.dumps(stored[key])} -> (absent)")
+            else:
+                differences.extend(describe_differences(stored[key], new[key], path))
+        return differences
+    if stored != new:
+        return [f"{prefix}: {json.dumps(stored)} -> {json.dumps(new)}"]
+    return []

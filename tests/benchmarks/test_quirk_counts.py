@@ -1,0 +1,83 @@
+"""The quirk counters, on small hand-made dialogues and with the exact counts of the published files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from harness.types import Dialogue
+
+from benchmarks.chatir import read_chatir_dialogues
+from benchmarks.known import KNOWN_BENCHMARKS
+from benchmarks.quirks import (
+    count_empty_turns,
+    count_leaked_answer_rounds,
+    count_multi_question_rounds,
+    count_repeated_question_dialogues,
+    count_rotated_dialogues,
+    question_of,
+)
+
+
+def dialogue(index: int, *rounds: str, target: str = "a.jpg") -> Dialogue:
+    return Dialogue(str(index), target, ("a caption", *rounds))
+
+
+def test_question_of() -> None:
+    assert question_of("is it red? yes? no") == "is it red?"
+    assert question_of("no question here") == "no question here"
+
+
+def test_counters_on_small_dialogues() -> None:
+    dialogues = [
+        dialogue(0, "is it red? Answer: yes", "Is it  RED? no", "what? where? here"),
+        dialogue(1, "is it big? yes", "", "is it small? no"),
+    ]
+    assert count_leaked_answer_rounds(dialogues).examples == ("record 0, round 1: 'is it red? Answer: yes'",)
+    assert count_multi_question_rounds(dialogues).count == 1
+    assert count_repeated_question_dialogues(dialogues).examples == ("record 0, round 2: 'Is it  RED? no'",)
+    assert count_empty_turns(dialogues).examples == ("record 1, round 2: ''",)
+
+
+def test_rotation_either_direction_and_same_target_only() -> None:
+    reference = [dialogue(0, "a? 1", "b? 2", "c? 3"), dialogue(1, "a? 1", "b? 2", "c? 3"), dialogue(2, "a? 1", "b? 2")]
+    rotated = [
+        dialogue(0, "c? x", "a? y", "b? z"),
+        dialogue(1, "b? x", "c? y", "a? z"),
+        dialogue(2, "b? x", "a? y", target="other.jpg"),
+    ]
+    assert count_rotated_dialogues(rotated, reference).count == 2
+    assert count_rotated_dialogues(reference, reference).count == 0
+
+
+@pytest.fixture(scope="module")
+def published(chatir_dir: Path) -> dict[str, tuple[Dialogue, ...]]:
+    return {name: read_chatir_dialogues(chatir_dir / known.dialogues.relative_path)
+            for name, known in KNOWN_BENCHMARKS.items()}
+
+
+# Measured on the published files (levymsn/ChatIR at c62600c); 20,640 rounds per file.
+EXPECTED = {
+    "visdial-val": {"leaked": 0, "multi": 0, "repeated": 16, "empty": 0},
+    "chatgpt-blip2": {"leaked": 151, "multi": 140, "repeated": 0, "empty": 0},
+    "human-blip2": {"leaked": 0, "multi": 0, "repeated": 16, "empty": 0},
+    "flan-blip2": {"leaked": 13_547, "multi": 1_155, "repeated": 2_050, "empty": 0},
+}
+
+
+@pytest.mark.parametrize("name", list(EXPECTED))
+def test_published_quirk_counts(name: str, published: dict[str, tuple[Dialogue, ...]]) -> None:
+    dialogues = published[name]
+    measured = {
+        "leaked": count_leaked_answer_rounds(dialogues).count,
+        "multi": count_multi_question_rounds(dialogues).count,
+        "repeated": count_repeated_question_dialogues(dialogues).count,
+        "empty": count_empty_turns(dialogues).count,
+    }
+    assert measured == EXPECTED[name]
+
+
+def test_human_blip2_rotated_in_every_dialogue(published: dict[str, tuple[Dialogue, ...]]) -> None:
+    assert count_rotated_dialogues(published["human-blip2"], published["visdial-val"]).count == 2064
+    for other in ("chatgpt-blip2", "flan-blip2"):
+        assert count_rotated_dialogues(published[other], published["visdial-val"]).count == 0

@@ -1,0 +1,45 @@
+import numpy as np
+import pytest
+
+from harness.metrics import bri, bri_per_dialogue, compute_metrics, hits_at_k, median_rank, mrr, recall_at_k
+
+
+def test_hits_are_accumulated_and_a_target_hit_early_then_lost_stays_hit():
+    ranks = np.array([[3, 50, 60], [20, 15, 9], [100, 100, 100], [0, 0, 0]])
+    assert hits_at_k(ranks, 10).tolist() == [50.0, 50.0, 75.0]
+    assert recall_at_k(ranks, 10).tolist() == [50.0, 25.0, 50.0]
+
+
+def test_k_boundary_rank_k_minus_one_hits_rank_k_does_not():
+    ranks = np.array([[9], [10], [4], [5], [0], [1]])
+    assert hits_at_k(ranks, 10).tolist() == [pytest.approx(100 * 5 / 6)]
+    assert hits_at_k(ranks, 5).tolist() == [50.0]
+    assert hits_at_k(ranks, 1).tolist() == [pytest.approx(100 / 6)]
+
+
+def test_mrr_and_median_rank_per_round():
+    ranks = np.array([[0, 1], [1, 3], [3, 0]])
+    assert mrr(ranks).tolist() == pytest.approx([(1 + 0.5 + 0.25) / 3, (0.5 + 0.25 + 1) / 3])
+    assert median_rank(ranks).tolist() == [2.0, 2.0]
+
+
+def test_bri_by_hand():
+    # best ranks so far: [4, 1, 1] -> terms (ln5 + ln2)/2, (ln2 + ln2)/2 ; [0, 0, 0] -> 0
+    ranks = np.array([[4, 1, 7], [0, 3, 0]])
+    first = ((np.log(5) + np.log(2)) / 2 + (np.log(2) + np.log(2)) / 2) / 2
+    assert bri_per_dialogue(ranks).tolist() == pytest.approx([first, 0.0])
+    assert bri(ranks) == pytest.approx(first / 2)
+
+
+def test_compute_metrics_keys_and_monotone_hits():
+    rng = np.random.default_rng(0)
+    ranks = rng.integers(0, 40, size=(50, 11))
+    metrics = compute_metrics(ranks)
+    assert set(metrics) == {"Hits@1", "Hits@5", "Hits@10", "Recall@1", "Recall@5", "Recall@10", "MRR", "MedR", "BRI"}
+    assert all(len(metrics[name]) == 11 for name in ("Hits@10", "Recall@10", "MRR", "MedR"))
+    assert np.all(np.diff(metrics["Hits@10"]) >= 0)
+
+
+def test_negative_ranks_are_rejected():
+    with pytest.raises(ValueError, match="negative"):
+        compute_metrics([[0, -1]])

@@ -1,0 +1,98 @@
+"""End-to-end runs through the CLI with the shipped fake retrievers: exactly known metrics, resume, errors."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from harness.cli import main
+
+
+def run_cli(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+def benchmark_args(small_benchmark, out) -> list[str]:
+    return ["--benchmark", str(small_benchmark.dialogues), "--search-space", str(small_benchmark.search_space),
+            "--out", str(out), "--quiet", "--device", "cpu"]
+
+
+def test_oracle_rule_gives_exactly_known_metrics(small_benchmark, tmp_path):
+    code, output = run_cli("run", "--retriever", "oracle", *benchmark_args(small_benchmark, tmp_path / "run"))
+    assert code == 0, output
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    # rule max(0, 20 - 3*round): ranks 20 17 14 11 8 5 2 0 0 0 0 for every dialogue
+    assert metrics["Hits@10"] == [0.0] * 4 + [100.0] * 7
+    assert metrics["Hits@5"] == [0.0] * 6 + [100.0] * 5
+    assert metrics["Hits@1"] == [0.0] * 7 + [100.0] * 4
+    assert metrics["MedR"][0] == 21.0
+    assert metrics["dialogues"] == small_benchmark.count and metrics["failed_dialogues"] == []
+    assert "Hits@10" in output and "100.00" in output
+    lines = (tmp_path / "run" / "ranks.jsonl").read_text().splitlines()
+    assert json.loads(lines[0])["ranks"] == [20, 17, 14, 11, 8, 5, 2, 0, 0, 0, 0]
+
+
+def test_rerun_reuses_everything_and_random_is_reproducible(small_benchmark, tmp_path):
+    args = ["run", "--retriever", "random", "--retriever-arg", "seed=4", *benchmark_args(small_benchmark, tmp_path / "a")]
+    assert run_cli(*args)[0] == 0
+    first = (tmp_path / "a" / "ranks.jsonl").read_text()
+    code, output = run_cli(*args)
+    assert code == 0 and "0 evaluated now" in output
+    assert (tmp_path / "a" / "ranks.jsonl").read_text() == first
+    other = ["run", "--retriever", "random", "--retriever-arg", "seed=4", "--batch-size", "4",
+             *benchmark_args(small_benchmark, tmp_path / "b")]
+    assert run_cli(*other)[0] == 0
+    assert (tmp_path / "b" / "ranks.jsonl").read_text() == first
+
+
+def test_limit_then_full_run_resumes_the_rest(small_benchmark, tmp_path):
+    base = ["run", "--retriever", "random", *benchmark_args(small_benchmark, tmp_path / "run")]
+    assert run_cli(*base, "--limit", "2")[0] == 0
+    code, output = run_cli(*base)
+    assert code == 0 and f"{small_benchmark.count - 2} evaluated now, 2 reused" in output
+
+
+def test_resume_with_other_settings_is_refused(small_benchmark, tmp_path):
+    base = ["run", "--retriever", "oracle", *benchmark_args(small_benchmark, tmp_path / "run")]
+    assert run_cli(*base)[0] == 0
+    code, output = run_cli(*base, "--rounds", "5")
+    assert code == 2 and "rounds: 10 -> 5" in output
+
+
+def test_rank_file_oracle_replays_a_run(small_benchmark, tmp_path):
+    assert run_cli("run", "--retriever", "random", *benchmark_args(small_benchmark, tmp_path / "a"))[0] == 0
+    rank_file = tmp_path / "a" / "ranks.jsonl"
+    code, _ = run_cli("run", "--retriever", "oracle", "--retriever-arg", f"rank_file={rank_file}",
+                      *benchmark_args(small_benchmark, tmp_path / "b"))
+    assert code == 0
+    assert json.loads((tmp_path / "a" / "metrics.json").read_text()) == json.loads((tmp_path / "b" / "metrics.json").read_text())
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--retriever", "oracel"], "did you mean 'oracle'"),
+        (["--retriever", "oracle", "--retriever-arg", "rule=__import__('os')"], "only round and index"),
+        (["--retriever", "oracle", "--rounds", "11"], "field 'dialog'"),
+    ],
+)
+def test_bad_input_gets_a_clear_error(small_benchmark, tmp_path, extra, message):
+    code, output = run_cli("run", *extra, *benchmark_args(small_benchmark, tmp_path / "run"))
+    assert code == 2 and message in output
+
+
+def test_known_benchmark_without_data_dir(tmp_path):
+    code, output = run_cli("run", "--retriever", "oracle", "--benchmark", "visdial-val", "--out", str(tmp_path / "r"))
+    assert code == 2 and "--data-dir" in output
+
+
+def test_list_shows_builtins():
+    code, output = run_cli("list", "retriever")
+    assert code == 0 and "chatir" in output and "retrievers.dual_encoder:chatir" in output
+
+
+def test_metrics_command_recomputes_a_stored_run(small_benchmark, tmp_path):
+    assert run_cli("run", "--retriever", "oracle", *benchmark_args(small_benchmark, tmp_path / "run"))[0] == 0
+    code, output = run_cli("metrics", str(tmp_path / "run"))
+    assert code == 0 and f"{small_benchmark.count} dialogues" in output
