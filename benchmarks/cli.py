@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import click
-from harness.errors import HarnessError
 
 from benchmarks.fetch import fetch_chatir
 from benchmarks.known import KNOWN_BENCHMARKS, RAW_BASE_URL, SEARCH_SPACE, UPSTREAM
 from benchmarks.validate import validate_data_dir
+from harness.errors import HarnessError
 
 
 def _user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -45,7 +45,9 @@ def list_benchmarks() -> None:
     click.echo(f"upstream: {UPSTREAM}")
     for known in KNOWN_BENCHMARKS.values():
         click.echo(f"{known.name}: {known.description}")
-        click.echo(f"  {known.dialogues.relative_path}  {known.dialogues.records:,} dialogues  {known.dialogues.sha256}")
+        click.echo(
+            f"  {known.dialogues.relative_path}  {known.dialogues.records:,} dialogues  {known.dialogues.sha256}"
+        )
     click.echo("search space (shared by all):")
     click.echo(f"  {SEARCH_SPACE.relative_path}  {SEARCH_SPACE.records:,} images  {SEARCH_SPACE.sha256}")
 

@@ -17,11 +17,10 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
+from benchmarks.known import KNOWN_FILES, RAW_BASE_URL, KnownFile
 from harness.atomic import atomic_write_bytes
 from harness.errors import HarnessError
 from harness.hashing import sha256_file
-
-from benchmarks.known import KNOWN_FILES, RAW_BASE_URL, KnownFile
 
 
 def fetch_chatir(
@@ -41,8 +40,11 @@ def fetch_chatir(
                 data = response.read()
         except (urllib.error.URLError, OSError) as error:
             # URLError covers HTTP errors and refused connections; OSError covers timeouts and resets mid-read.
-            missing = [known, *(later for later in files[position + 1 :] if not _in_place(to / later.relative_path, later))]
-            raise HarnessError(_by_hand(error, missing, to, base_url)) from None
+            missing = [
+                known,
+                *(later for later in files[position + 1 :] if not _in_place(to / later.relative_path, later)),
+            ]
+            raise HarnessError(_by_hand(error, known.url(base_url), missing, to, base_url)) from None
         actual = hashlib.sha256(data).hexdigest()
         if actual != known.sha256:
             # The download is checked before it is written, so a bad file never replaces a good one.
@@ -57,10 +59,11 @@ def _in_place(path: Path, known: KnownFile) -> bool:
     return path.is_file() and sha256_file(path) == known.sha256
 
 
-def _by_hand(error: Exception, remaining: Sequence[KnownFile], to: Path, base_url: str) -> str:
-    reason = getattr(error, "reason", None) or error
+def _by_hand(error: Exception, url: str, remaining: Sequence[KnownFile], to: Path, base_url: str) -> str:
+    reason = f"HTTP {error.code} {error.reason}" if isinstance(error, urllib.error.HTTPError) else error
+    reason = getattr(reason, "reason", reason)  # URLError wraps the socket error that says what went wrong
     steps = "\n".join(f"  {known.url(base_url)}\n    -> {to / known.relative_path}" for known in remaining)
     return (
-        f"could not download from {base_url} ({reason}). Download these files by hand and put each where shown, "
+        f"could not download {url} ({reason}). Download these files by hand and put each where shown, "
         f"then run `harness data validate --data-dir {to}`:\n{steps}"
     )

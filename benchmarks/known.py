@@ -14,11 +14,10 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks.chatir import load_chatir_benchmark
 from harness.errors import HarnessError
 from harness.hashing import sha256_file
 from harness.types import Benchmark
-
-from benchmarks.chatir import load_chatir_benchmark
 
 UPSTREAM_REPOSITORY = "levymsn/ChatIR"
 UPSTREAM_COMMIT = "c62600c90a2260c8cca44c5fb6b37bc3df53c43f"
@@ -52,7 +51,9 @@ class KnownBenchmark:
 
 
 SEARCH_SPACE = KnownFile(
-    "ChatIR_Protocol/Search_Space_val_50k.json", 50_000, "8a32638192419131513f2e5a6e5159d191de6789678fb3b1faa18e1ab46b44af"
+    "ChatIR_Protocol/Search_Space_val_50k.json",
+    50_000,
+    "8a32638192419131513f2e5a6e5159d191de6789678fb3b1faa18e1ab46b44af",
 )
 
 KNOWN_BENCHMARKS: dict[str, KnownBenchmark] = {
@@ -70,7 +71,9 @@ KNOWN_BENCHMARKS: dict[str, KnownBenchmark] = {
         KnownBenchmark(
             "chatgpt-blip2",
             KnownFile(
-                "dialogues/ChatGPT_BLIP2.json", 2_064, "e3a3e3d08aadd6540264d25eca9ef6894ff9364eaa8002ff746e801c151a3cd8"
+                "dialogues/ChatGPT_BLIP2.json",
+                2_064,
+                "e3a3e3d08aadd6540264d25eca9ef6894ff9364eaa8002ff746e801c151a3cd8",
             ),
             "ChatGPT questions, BLIP-2 answers",
         ),

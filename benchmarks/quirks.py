@@ -66,7 +66,7 @@ def count_rotated_dialogues(dialogues: Sequence[Dialogue], reference: Sequence[D
     """Dialogues whose question sequence equals the reference dialogue's (same index, same target) rotated by one
     round in either direction: how Human_BLIP2 relates to VisDial as released."""
     occurrences = []
-    for dialogue, other in zip(dialogues, reference):
+    for dialogue, other in zip(dialogues, reference, strict=False):
         if dialogue.target != other.target:
             continue
         mine = [question_of(turn) for turn in dialogue.turns[1:]]

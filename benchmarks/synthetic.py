@@ -17,10 +17,10 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.types import Benchmark
 from PIL import Image, ImageDraw
 
 from benchmarks.chatir import load_chatir_benchmark
+from harness.types import Benchmark
 
 SIZE = 64
 BACKGROUND = (128, 128, 128)
@@ -89,7 +89,7 @@ def write_synthetic_benchmark(
     directory = Path(directory)
     names = [f"synthetic/{number:012d}.png" for number in range(1, total + 1)]
     order = rng.sample(range(total), total)  # which file number each image gets, so targets are spread out
-    for shape, position in zip(shown, order):
+    for shape, position in zip(shown, order, strict=True):
         target = directory / names[position]
         target.parent.mkdir(parents=True, exist_ok=True)
         _draw(shape).save(target, format="PNG")

@@ -16,10 +16,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.errors import DataError, HarnessError
-from harness.hashing import sha256_file
-from harness.types import Dialogue
-
 from benchmarks.chatir import (
     CHATIR_TURNS,
     RecordError,
@@ -39,6 +35,9 @@ from benchmarks.quirks import (
     count_repeated_question_dialogues,
     count_rotated_dialogues,
 )
+from harness.errors import DataError, HarnessError
+from harness.hashing import sha256_file
+from harness.types import Dialogue
 
 LEVELS = ("error", "warning", "info")
 REFERENCE_BENCHMARK = "visdial-val"  # the human dialogues that the other files' questions are compared with
@@ -210,7 +209,9 @@ def _check_dialogues(
         if absent:
             message = f"{len(absent):,} targets are not in the search space"
             findings.append(
-                Finding("error", "target-not-in-search-space", message, str(path), len(absent), tuple(absent[:EXAMPLES]))
+                Finding(
+                    "error", "target-not-in-search-space", message, str(path), len(absent), tuple(absent[:EXAMPLES])
+                )
             )
     findings.extend(_quirk_findings(path, dialogues))
     return _Checked(tuple(findings), tuple(dialogues))
@@ -294,9 +295,7 @@ def _quirk_findings(path: Path, dialogues: Sequence[Dialogue]) -> list[Finding]:
         ("repeated-question", "dialogues ask a question twice", count_repeated_question_dialogues),
     )
     return [
-        _quirk_finding(path, code, what, quirk)
-        for code, what, counter in checks
-        if (quirk := counter(dialogues)).count
+        _quirk_finding(path, code, what, quirk) for code, what, counter in checks if (quirk := counter(dialogues)).count
     ]
 
 
@@ -311,7 +310,9 @@ def _rotation_findings(
 
 
 def _quirk_finding(path: Path, code: str, what: str, quirk: QuirkCount) -> Finding:
-    return Finding("warning", code, f"{quirk.count:,} {what} (kept as released)", str(path), quirk.count, quirk.examples)
+    return Finding(
+        "warning", code, f"{quirk.count:,} {what} (kept as released)", str(path), quirk.count, quirk.examples
+    )
 
 
 def _quote(items: Sequence[str]) -> tuple[str, ...]:

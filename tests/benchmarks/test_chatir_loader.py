@@ -7,10 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
-from harness.errors import DataError
-from harness.hashing import sha256_file
 
 from benchmarks.chatir import load_chatir_benchmark, read_chatir_dialogues, read_search_space
+from harness.errors import DataError
+from harness.hashing import sha256_file
 
 VISDIAL = "dialogues/VisDial_v1.0_queries_val.json"
 SPACE = "ChatIR_Protocol/Search_Space_val_50k.json"

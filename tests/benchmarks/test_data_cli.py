@@ -33,7 +33,9 @@ def test_validate_rejects_unknown_benchmark(chatir_dir: Path) -> None:
 def test_fetch_offline_is_a_clean_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(data, ["fetch", "chatir", "--to", str(tmp_path), "--base-url", "http://127.0.0.1:9"])
     assert result.exit_code == 1
-    assert result.output.startswith("Error: could not download from http://127.0.0.1:9")
+    assert result.output.startswith(
+        "Error: could not download http://127.0.0.1:9/dialogues/VisDial_v1.0_queries_val.json ("
+    )
     assert "Traceback" not in result.output
 
 

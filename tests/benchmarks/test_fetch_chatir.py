@@ -11,10 +11,10 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from harness.errors import HarnessError
 
 from benchmarks.fetch import fetch_chatir
 from benchmarks.known import KNOWN_FILES, KnownFile
+from harness.errors import HarnessError
 
 CONTENTS = {"dialogues/one.json": b'[{"img": "a.jpg", "dialog": ["a cat"]}]\n', "space/list.json": b'["a.jpg"]\n'}
 FILES = tuple(KnownFile(path, 1, hashlib.sha256(data).hexdigest()) for path, data in CONTENTS.items())
@@ -40,7 +40,7 @@ def server(tmp_path: Path) -> Iterator[tuple[str, list[str]]]:
             super().do_GET()
 
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Recording, directory=str(root)))
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{httpd.server_address[1]}/", requested
@@ -68,7 +68,7 @@ def test_downloads_into_layout_then_skips(server: tuple[str, list[str]], tmp_pat
 
 
 def test_replaces_a_changed_local_file(server: tuple[str, list[str]], tmp_path: Path) -> None:
-    base_url, requested = server
+    base_url, _ = server
     (tmp_path / "dialogues").mkdir()
     (tmp_path / "dialogues/one.json").write_bytes(b"edited")
     fetch_chatir(tmp_path, base_url=base_url, files=FILES)
@@ -87,7 +87,9 @@ def test_digest_mismatch_writes_nothing(server: tuple[str, list[str]], tmp_path:
 
 def test_missing_on_server_names_url(server: tuple[str, list[str]], tmp_path: Path) -> None:
     base_url, _ = server
-    with pytest.raises(HarnessError, match="Not Found"):
+    with pytest.raises(
+        HarnessError, match=r"could not download http://127.0.0.1:\d+/absent.json \(HTTP 404 File not found\)"
+    ):
         fetch_chatir(tmp_path, base_url=base_url, files=(KnownFile("absent.json", 1, "0" * 64),))
 
 

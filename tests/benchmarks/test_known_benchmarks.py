@@ -6,9 +6,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-from harness.errors import HarnessError
-from harness.hashing import sha256_file
-from harness.registry import REGISTRY
 
 from benchmarks.known import (
     KNOWN_BENCHMARKS,
@@ -20,6 +17,9 @@ from benchmarks.known import (
     load_human_blip2,
     load_visdial_val,
 )
+from harness.errors import HarnessError
+from harness.hashing import sha256_file
+from harness.registry import REGISTRY
 
 LOADERS = {
     "visdial-val": load_visdial_val,

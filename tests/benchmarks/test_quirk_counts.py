@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from harness.types import Dialogue
 
 from benchmarks.chatir import read_chatir_dialogues
 from benchmarks.known import KNOWN_BENCHMARKS
@@ -17,6 +16,7 @@ from benchmarks.quirks import (
     count_rotated_dialogues,
     question_of,
 )
+from harness.types import Dialogue
 
 
 def dialogue(index: int, *rounds: str, target: str = "a.jpg") -> Dialogue:
@@ -52,8 +52,10 @@ def test_rotation_either_direction_and_same_target_only() -> None:
 
 @pytest.fixture(scope="module")
 def published(chatir_dir: Path) -> dict[str, tuple[Dialogue, ...]]:
-    return {name: read_chatir_dialogues(chatir_dir / known.dialogues.relative_path)
-            for name, known in KNOWN_BENCHMARKS.items()}
+    return {
+        name: read_chatir_dialogues(chatir_dir / known.dialogues.relative_path)
+        for name, known in KNOWN_BENCHMARKS.items()
+    }
 
 
 # Measured on the published files (levymsn/ChatIR at c62600c); 20,640 rounds per file.

@@ -7,11 +7,11 @@ import time
 from pathlib import Path
 
 import pytest
-from harness.registry import REGISTRY
 from PIL import Image
 
 from benchmarks.chatir import load_chatir_benchmark
 from benchmarks.synthetic import write_synthetic_benchmark
+from harness.registry import REGISTRY
 
 
 def digests(directory: Path) -> dict[str, str]:

@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-from harness.errors import HarnessError
 
 from benchmarks.validate import validate_benchmark_file, validate_data_dir, validate_search_space_file
+from harness.errors import HarnessError
 
 SPACE = "ChatIR_Protocol/Search_Space_val_50k.json"
 
@@ -104,8 +104,13 @@ def test_benchmark_file_collects_every_problem(tmp_path: Path) -> None:
     )
     report = validate_benchmark_file(dialogues, search_space=space)
     errors = {f.code: f for f in report.findings if f.level == "error"}
-    assert set(errors) == {"missing-field", "bad-length", "not-an-object", "duplicate-target",
-                           "target-not-in-search-space"}
+    assert set(errors) == {
+        "missing-field",
+        "bad-length",
+        "not-an-object",
+        "duplicate-target",
+        "target-not-in-search-space",
+    }
     assert errors["missing-field"].examples == ("record 1, field 'img': missing", "record 5, field 'dialog': missing")
     assert errors["bad-length"].examples[0].startswith("record 4, field 'dialog': holds 2 turns, expected 11")
     assert errors["not-an-object"].examples == ("record 6: expected an object, found a string",)
