@@ -106,9 +106,12 @@ def load_original_state_dict(checkpoint: Path) -> dict[str, torch.Tensor]:
     try:
         payload = torch.load(checkpoint, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
+        detail = next((line.strip() for line in str(error).splitlines() if "Unsupported global" in line), "")
         raise HarnessError(
-            f"{checkpoint} holds Python objects besides tensors, which are not unpickled (that could run code): "
-            f"{str(error).splitlines()[0]}. If you trust the file, re-save only its state dict with torch.save"
+            f"{checkpoint} holds Python objects besides tensors, which are not unpickled (that could run code; "
+            f"{detail or 'see torch.load weights_only'}). If you trust the file, re-save only its weights: "
+            f'python -c "import torch; '
+            f"c = torch.load('{checkpoint}', weights_only=False); torch.save({{'model': c['model']}}, 'weights.pth')\""
         ) from None
     except (OSError, RuntimeError) as error:
         raise HarnessError(f"cannot read checkpoint {checkpoint}: {error}") from None
@@ -174,14 +177,10 @@ def infer_config(
         text_config={
             "vocab_size": vocab_size,
             "hidden_size": text_hidden,
-            "intermediate_size": _tensor(
-                tensors, "text_encoder.encoder.layer.0.intermediate.dense.weight"
-            ).shape[0],
+            "intermediate_size": _tensor(tensors, "text_encoder.encoder.layer.0.intermediate.dense.weight").shape[0],
             "num_hidden_layers": _count_layers(tensors, r"^text_encoder\.encoder\.layer\.(\d+)\."),
             "num_attention_heads": max(1, text_hidden // HEAD_WIDTH),
-            "max_position_embeddings": _tensor(
-                tensors, "text_encoder.embeddings.position_embeddings.weight"
-            ).shape[0],
+            "max_position_embeddings": _tensor(tensors, "text_encoder.embeddings.position_embeddings.weight").shape[0],
             "layer_norm_eps": TEXT_LAYER_NORM_EPS,
             "pad_token_id": tokenizer.pad_token_id,
             "sep_token_id": tokenizer.sep_token_id,
@@ -256,7 +255,9 @@ def convert_checkpoint(
     return out_dir
 
 
-def _load_checked(model: BlipForImageTextRetrieval, tensors: dict[str, torch.Tensor], checkpoint: Path) -> tuple[str, ...]:
+def _load_checked(
+    model: BlipForImageTextRetrieval, tensors: dict[str, torch.Tensor], checkpoint: Path
+) -> tuple[str, ...]:
     expected = model.state_dict()
     unexpected = sorted(set(tensors) - set(expected))
     missing = sorted(set(expected) - set(tensors))
@@ -279,7 +280,9 @@ def _load_checked(model: BlipForImageTextRetrieval, tensors: dict[str, torch.Ten
     if tolerated:
         logger.warning(
             "%s has no weights for %d tensors the contrastive path does not use (left at random init): %s",
-            checkpoint, len(tolerated), ", ".join(tolerated),
+            checkpoint,
+            len(tolerated),
+            ", ".join(tolerated),
         )
     model.load_state_dict({name: tensor.to(torch.float32) for name, tensor in tensors.items()}, strict=False)
     return tolerated

@@ -51,7 +51,11 @@ def combine_digests(digests: Mapping[str, str], prefixes: Sequence[str] = ("",))
 
 def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
     """sha256 of the tokenizer class, casing and vocabulary: what decides the ids a text becomes."""
-    payload = [type(tokenizer).__name__, getattr(tokenizer, "do_lower_case", None), sorted(tokenizer.get_vocab().items())]
+    payload = [
+        type(tokenizer).__name__,
+        getattr(tokenizer, "do_lower_case", None),
+        sorted(tokenizer.get_vocab().items()),
+    ]
     return hashlib.sha256(repr(payload).encode()).hexdigest()
 
 

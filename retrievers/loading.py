@@ -18,7 +18,7 @@ from harness.errors import HarnessError
 from retrievers.convert import DEFAULT_TOKENIZER, convert_blip
 from retrievers.encoders import BlipDualEncoder, ClipDualEncoder, DualEncoder
 from retrievers.preprocess import ImagePreprocessing
-from retrievers.sources import float32_pretrained, from_pretrained, fetch_checkpoint, resolve_source
+from retrievers.sources import fetch_checkpoint, float32_pretrained, from_pretrained, resolve_source
 
 FAMILIES = ("blip", "clip")
 

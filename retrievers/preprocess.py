@@ -53,7 +53,7 @@ class ImagePreprocessing:
     def identity(self) -> dict[str, Any]:
         return {**asdict(self), "mean": list(self.mean), "std": list(self.std)}
 
-    def with_size(self, size: int) -> "ImagePreprocessing":
+    def with_size(self, size: int) -> ImagePreprocessing:
         return replace(self, size=size)
 
     def __call__(self, images: Sequence[Image.Image]) -> torch.Tensor:
@@ -78,8 +78,8 @@ class ImagePreprocessing:
         else:
             new_width, new_height = int(self.size * width / height), self.size
         image = image.resize((new_width, new_height), filter_)
-        left = int(round((new_width - self.size) / 2.0))
-        top = int(round((new_height - self.size) / 2.0))
+        left = round((new_width - self.size) / 2.0)
+        top = round((new_height - self.size) / 2.0)
         return image.crop((left, top, left + self.size, top + self.size))
 
 

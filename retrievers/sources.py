@@ -119,7 +119,9 @@ def _download(url: str, target: Path, progress: bool) -> None:
     try:
         with urllib.request.urlopen(url, timeout=60) as response, os.fdopen(handle, "wb") as stream:
             total = int(response.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=f"downloading {target.name}", disable=not progress) as bar:
+            with tqdm(
+                total=total, unit="B", unit_scale=True, desc=f"downloading {target.name}", disable=not progress
+            ) as bar:
                 while chunk := response.read(1 << 20):
                     stream.write(chunk)
                     bar.update(len(chunk))

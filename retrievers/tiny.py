@@ -32,7 +32,7 @@ TINY_IMAGE_SIZE = 224
 TINY_PATCH = 32
 TINY_TEXT_POSITIONS = 256  # room for the 200-token BLIP presets
 
-COMMON_WORDS = (
+_COMMON_TEXT = (
     "a an the of in on at to and or with without is are was were it its this that there these those what which "
     "who where when how why yes no not maybe some many few one two three four five six seven eight nine ten "
     "red orange yellow green blue purple pink brown black white gray grey colour color dark light bright "
@@ -41,7 +41,8 @@ COMMON_WORDS = (
     "man woman person people child boy girl dog cat horse bird car bus train plane boat bike table chair bed "
     "room kitchen street tree grass sky water food pizza plate cup picture image photo can you see does do any "
     "wearing holding sitting standing looking"
-).split()
+)
+COMMON_WORDS = tuple(_COMMON_TEXT.split())
 BLIP_SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]", "[ENC]")
 
 

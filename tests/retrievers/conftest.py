@@ -1,0 +1,87 @@
+"""Shared fixtures for the retriever tests: tiny seeded models, a small search space of real PNG files, and an
+original-format (Salesforce BLIP key names) checkpoint made from a tiny transformers model.
+
+Everything runs offline: the hub is switched off before transformers is used, and every model is built in code.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ["HF_HUB_OFFLINE"] = "1"  # before any test module imports transformers / huggingface_hub
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from harness.protocols import RunContext
+from harness.types import SearchSpace
+from retrievers.tiny import write_tiny_blip, write_tiny_clip
+
+from .original_format import original_state_dict
+
+
+@pytest.fixture(autouse=True)
+def offline_hub(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep the hub unreachable even if another test module imported huggingface_hub before this conftest."""
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+
+
+@pytest.fixture(scope="session")
+def tiny_blip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tiny_blip(tmp_path_factory.mktemp("tiny-blip"), seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_blip_other(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tiny_blip(tmp_path_factory.mktemp("tiny-blip-seed1"), seed=1)
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tiny_clip(tmp_path_factory.mktemp("tiny-clip"), seed=0)
+
+
+@pytest.fixture(scope="session")
+def original_checkpoint(tmp_path_factory: pytest.TempPathFactory, tiny_blip: Path) -> Path:
+    """The tiny BLIP written the way Salesforce BLIP saves a retrieval model (with keys the converter drops)."""
+    from transformers import BlipForImageTextRetrieval
+
+    model = BlipForImageTextRetrieval.from_pretrained(tiny_blip, dtype=torch.float32)
+    path = tmp_path_factory.mktemp("original") / "model_base_retrieval.pth"
+    torch.save({"model": original_state_dict(model), "epoch": 5, "config": {"image_size": 224}}, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def image_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Seven PNG files of different sizes and content (noise, gradients, solid colours)."""
+    root = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(7)
+    for index in range(7):
+        height, width = 40 + 13 * index, 90 - 7 * index
+        if index % 3 == 0:
+            pixels = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+        elif index % 3 == 1:
+            ramp = np.linspace(0, 255, width, dtype=np.float64)
+            pixels = np.stack([np.tile(ramp, (height, 1))] * 3, axis=-1).astype(np.uint8)
+            pixels[..., index % 3] = 255 - pixels[..., index % 3]
+        else:
+            pixels = np.full((height, width, 3), (index * 30, 200 - index * 20, 90), dtype=np.uint8)
+        Image.fromarray(pixels).save(root / f"{index:03d}.png")
+    return root
+
+
+@pytest.fixture(scope="session")
+def search_space(image_root: Path) -> SearchSpace:
+    return SearchSpace(tuple(sorted(path.name for path in image_root.glob("*.png"))), image_root)
+
+
+@pytest.fixture
+def context(tmp_path: Path) -> RunContext:
+    return RunContext(device="cpu", cache_dir=tmp_path / "cache", seed=0, progress=False)
