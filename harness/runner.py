@@ -69,7 +69,12 @@ def load_benchmark(spec: RunSpec) -> Benchmark:
         if spec.search_space is None:
             raise ConfigError(f"benchmark file {path} needs --search-space FILE (a JSON list of image paths)")
         benchmark, _ = REGISTRY.build(
-            "benchmark", "chatir-file", dialogues=path, search_space=spec.search_space, image_root=spec.image_root
+            "benchmark",
+            "chatir-file",
+            dialogues=path,
+            search_space=spec.search_space,
+            image_root=spec.image_root,
+            expected_turns=None,  # any length; check_rounds tells a user whose file is shorter than --rounds
         )
         return benchmark
     REGISTRY.resolve("benchmark", spec.benchmark)  # raises with a did-you-mean list
@@ -158,6 +163,8 @@ def run_evaluation(
     search_space = benchmark.search_space
     target_positions = {dialogue.dialogue_id: search_space.position(dialogue.target) for dialogue in dialogues}
 
+    # Built before the run directory is touched, so a bad retriever argument leaves nothing behind.
+    retriever, record = REGISTRY.build("retriever", spec.retriever, **dict(spec.retriever_args))
     store = RunStore(spec.out)
     manifest = _new_manifest(spec, benchmark, source)
     resumed = store.open(manifest)
@@ -170,7 +177,6 @@ def run_evaluation(
         context = RunContext(
             device=resolve_device(spec.device), cache_dir=spec.cache_dir, seed=spec.seed, progress=spec.progress
         )
-        retriever, record = REGISTRY.build("retriever", spec.retriever, **dict(spec.retriever_args))
         retriever.prepare(search_space, context)
         _record_components(store, retriever, record, source, context, resumed)
         executor = executor or InProcessExecutor()

@@ -61,6 +61,12 @@ class RunStore:
             return False
         stored = self.read_manifest()
         differences = describe_differences(stored.get("identity", {}), manifest["identity"])
+        if differences and not self.records():
+            # Nothing was computed under the old settings (say, a command that failed before its first dialogue),
+            # so there is nothing to protect: start afresh with the new settings.
+            atomic_write_text(self.manifest_path, json.dumps(manifest, indent=2, sort_keys=True))
+            self.ranks_path.write_text("")
+            return False
         if differences:
             raise ConfigError(
                 f"{self.directory} holds a run with different settings; use another --out or the original "

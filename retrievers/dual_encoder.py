@@ -85,6 +85,8 @@ class DualEncoderRetriever:
 
     def prepare(self, search_space: SearchSpace, context: RunContext) -> None:
         """Load the model (once), then build or reuse the search-space embedding matrix on the device."""
+        if search_space.image_root is None:
+            raise ConfigError(f"the {self.preset} retriever embeds the search-space images: give --image-root")
         device = self.device or context.device
         if self.encoder is None or self.encoder.device != device:
             self.encoder = load_encoder(self.settings, device, context.cache_dir, context.progress)

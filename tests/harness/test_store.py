@@ -22,6 +22,7 @@ def test_new_run_then_resume_keeps_records(tmp_path):
 def test_resume_with_different_settings_names_them(tmp_path):
     store = RunStore(tmp_path / "run")
     store.open(manifest())
+    store.append([RunRecord("0", "a.png", (3, 2))])
     with pytest.raises(ConfigError, match=r"rounds: 10 -> 5"):
         store.open(manifest(rounds=5))
 
@@ -51,3 +52,10 @@ def test_failed_record_is_superseded_by_a_later_success(tmp_path):
 
 def test_describe_differences_nested():
     assert describe_differences({"a": {"b": 1}, "c": 2}, {"a": {"b": 2}}) == ["a.b: 1 -> 2", "c: 2 -> (absent)"]
+
+
+def test_a_run_with_no_records_may_be_restarted_with_other_settings(tmp_path):
+    store = RunStore(tmp_path / "run")
+    store.open(manifest())
+    assert store.open(manifest(rounds=5)) is False
+    assert store.read_manifest()["identity"]["rounds"] == 5

@@ -1,0 +1,95 @@
+"""The full CLI on a tiny BLIP of the real transformers class and a synthetic benchmark of real PNG files.
+
+The ranks the harness stores are checked against an independent computation: transformers' own
+``BlipForImageTextRetrieval(use_itm_head=False)`` scores, pixels prepared here with PIL and numpy, and a full
+argsort, as the public ChatIR evaluation does.
+"""
+
+import json
+
+import numpy as np
+import torch
+from click.testing import CliRunner
+from PIL import Image
+from transformers import AutoTokenizer, BlipForImageTextRetrieval
+
+from benchmarks.synthetic import write_synthetic_benchmark
+from harness.cli import main
+from harness.hashing import sha256_file
+from harness.metrics import compute_metrics
+from retrievers.tiny import write_tiny_blip
+
+CLIP_MEAN = np.array([0.48145466, 0.4578275, 0.40821073])
+CLIP_STD = np.array([0.26862954, 0.26130258, 0.27577711])
+
+
+def pixels(paths) -> torch.Tensor:
+    arrays = []
+    for path in paths:
+        image = Image.open(path).convert("RGB").resize((224, 224), Image.Resampling.BICUBIC)
+        arrays.append(((np.asarray(image, dtype=np.float32) / 255.0 - CLIP_MEAN) / CLIP_STD).transpose(2, 0, 1))
+    return torch.tensor(np.stack(arrays), dtype=torch.float32)
+
+
+def reference_ranks(model_dir, synthetic, rounds: int) -> dict[str, list[int]]:
+    model = BlipForImageTextRetrieval.from_pretrained(model_dir, dtype=torch.float32).eval()
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    records = json.loads(synthetic.dialogue_file.read_text())
+    space = json.loads(synthetic.search_space_file.read_text())
+    image_pixels = pixels([synthetic.image_root / path for path in space])
+    ranks = {}
+    with torch.inference_mode():
+        for index, record in enumerate(records):
+            texts = [", ".join(record["dialog"][: round_ + 1]) for round_ in range(rounds + 1)]
+            tokens = tokenizer(texts, padding="longest", truncation=True, max_length=200, return_tensors="pt")
+            scores = model(
+                input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"], pixel_values=image_pixels,
+                use_itm_head=False,
+            ).itm_score.T  # (texts, images)
+            order = torch.argsort(scores, dim=1, descending=True)
+            target = space.index(record["img"])
+            ranks[str(index)] = [(row == target).nonzero().item() for row in order]
+    return ranks
+
+
+def test_cli_run_matches_transformers_and_resumes_and_reuses_the_index(tmp_path, isolated_cache):
+    synthetic = write_synthetic_benchmark(tmp_path / "bench", dialogues=6, distractors=6, rounds=3)
+    model_dir = write_tiny_blip(tmp_path / "tiny-blip")
+    common = ["run", "--retriever", "cocoft", "--retriever-model", str(model_dir),
+              "--benchmark", str(synthetic.dialogue_file), "--search-space", str(synthetic.search_space_file),
+              "--image-root", str(synthetic.image_root), "--rounds", "3", "--device", "cpu", "--quiet",
+              "--batch-size", "4"]
+    runner = CliRunner()
+    result = runner.invoke(main, [*common, "--out", str(tmp_path / "run")], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "Hits@10" in result.output
+
+    lines = (tmp_path / "run" / "ranks.jsonl").read_text().splitlines()
+    stored = {json.loads(line)["dialogue_id"]: json.loads(line)["ranks"] for line in lines}
+    assert stored == reference_ranks(model_dir, synthetic, rounds=3)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    expected = compute_metrics([stored[key] for key in sorted(stored, key=int)])
+    assert {name: metrics[name] for name in expected} == expected
+
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["components"]["retriever"]["identity"]["encoder"]["weights"]
+    assert manifest["identity"]["benchmark_files"]["dialogues"].split()[-1] == sha256_file(synthetic.dialogue_file)
+
+    again = runner.invoke(main, [*common, "--out", str(tmp_path / "run")], catch_exceptions=False)
+    assert again.exit_code == 0 and "0 evaluated now, 6 reused" in again.output
+
+    index_entries = list((isolated_cache / "embeddings").iterdir())
+    other = runner.invoke(main, [*common, "--out", str(tmp_path / "other")], catch_exceptions=False)
+    assert other.exit_code == 0
+    assert list((isolated_cache / "embeddings").iterdir()) == index_entries
+    assert (tmp_path / "other" / "ranks.jsonl").read_text().splitlines() == lines
+
+
+def test_demo_runs_offline_and_reports_known_oracle_metrics(tmp_path):
+    from harness.demo import run_demo
+
+    results = run_demo(tmp_path / "demo", progress=False)
+    assert results["oracle"]["Hits@10"] == [0.0] * 4 + [100.0] * 7
+    for label in ("blip (tiny, random weights)", "clip (tiny, random weights)"):
+        assert results[label]["dialogues"] == 12 and len(results[label]["Hits@10"]) == 11
+    assert run_demo(tmp_path / "demo", progress=False) == results
