@@ -19,7 +19,7 @@ import platform
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -235,7 +235,7 @@ def _new_manifest(spec: RunSpec, benchmark: Benchmark, source: DialogueSource) -
     return {
         "identity": identity,
         "spec": spec.to_dict(),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "benchmark": {"name": benchmark.name, "dialogues": len(benchmark), "search_space": len(benchmark.search_space)},
         "environment": _environment(),
     }

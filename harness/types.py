@@ -94,7 +94,7 @@ class DialogueState:
     @classmethod
     def at_round(
         cls, dialogue: Dialogue, round_: int, target_index: int, query_mode: str = "join"
-    ) -> "DialogueState":
+    ) -> DialogueState:
         return cls(
             dialogue.dialogue_id, dialogue.target, target_index, round_, dialogue.turns[: round_ + 1], query_mode
         )
@@ -151,7 +151,7 @@ class RunRecord:
         return json.dumps(payload, ensure_ascii=False)
 
     @classmethod
-    def from_json(cls, line: str) -> "RunRecord":
+    def from_json(cls, line: str) -> RunRecord:
         payload = json.loads(line)
         return cls(
             dialogue_id=str(payload["dialogue_id"]),

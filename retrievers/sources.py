@@ -14,8 +14,6 @@ never include request headers or tokens: only the source string and the error's 
 
 from __future__ import annotations
 
-import os
-import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -26,6 +24,7 @@ from typing import Any, TypeVar
 import torch
 from tqdm.auto import tqdm
 
+from harness.atomic import atomic_writer
 from harness.errors import HarnessError
 
 CHECKPOINT_SUFFIXES = (".pth", ".ckpt", ".pt", ".bin")
@@ -111,23 +110,11 @@ def float32_pretrained(cls: type[Loadable], source: str) -> Loadable:
 
 
 def _download(url: str, target: Path, progress: bool) -> None:
-    # Streamed to a temporary file beside the target and renamed into place, so an interrupted download never
-    # leaves a truncated checkpoint under the final name (harness.atomic writes whole in-memory buffers only;
-    # a checkpoint is close to a gigabyte).
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with urllib.request.urlopen(url, timeout=60) as response, os.fdopen(handle, "wb") as stream:
-            total = int(response.headers.get("Content-Length") or 0) or None
-            with tqdm(
-                total=total, unit="B", unit_scale=True, desc=f"downloading {target.name}", disable=not progress
-            ) as bar:
-                while chunk := response.read(1 << 20):
-                    stream.write(chunk)
-                    bar.update(len(chunk))
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    # Streamed (a checkpoint is close to a gigabyte) through an atomic writer, so an interrupted download never
+    # leaves a truncated checkpoint under the final name.
+    with urllib.request.urlopen(url, timeout=60) as response, atomic_writer(target) as stream:
+        total = int(response.headers.get("Content-Length") or 0) or None
+        with tqdm(total=total, unit="B", unit_scale=True, desc=f"downloading {target.name}", disable=not progress) as bar:
+            while chunk := response.read(1 << 20):
+                stream.write(chunk)
+                bar.update(len(chunk))

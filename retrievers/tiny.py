@@ -30,6 +30,14 @@ TINY_LAYERS = 2
 TINY_PROJECTION = 16
 TINY_IMAGE_SIZE = 224
 TINY_PATCH = 32
+# Attention heads follow the converter's rule (hidden // 64, at least 1) so a tiny model survives a round trip.
+TINY_TOWER = {
+    "hidden_size": TINY_HIDDEN,
+    "intermediate_size": TINY_INTERMEDIATE,
+    "num_hidden_layers": TINY_LAYERS,
+    "num_attention_heads": max(1, TINY_HIDDEN // 64),
+}
+TINY_VISION_TOWER = {**TINY_TOWER, "image_size": TINY_IMAGE_SIZE, "patch_size": TINY_PATCH}
 TINY_TEXT_POSITIONS = 256  # room for the 200-token BLIP presets
 
 _COMMON_TEXT = (
@@ -75,15 +83,7 @@ def write_tiny_blip(directory: Path, seed: int = 0) -> Path:
     """Save a seeded tiny ``BlipForImageTextRetrieval`` and its tokenizer into ``directory``; returns it."""
     tokenizer = build_bert_tokenizer()
     config = BlipConfig(
-        vision_config={
-            "hidden_size": TINY_HIDDEN,
-            "intermediate_size": TINY_INTERMEDIATE,
-            "num_hidden_layers": TINY_LAYERS,
-            "num_attention_heads": max(1, TINY_HIDDEN // 64),
-            "image_size": TINY_IMAGE_SIZE,
-            "patch_size": TINY_PATCH,
-            "layer_norm_eps": 1e-6,
-        },
+        vision_config={**TINY_VISION_TOWER, "layer_norm_eps": 1e-6},
         text_config={
             "vocab_size": len(tokenizer),
             "hidden_size": TINY_HIDDEN,
@@ -116,14 +116,7 @@ def write_tiny_clip(directory: Path, seed: int = 0) -> Path:
             "eos_token_id": tokenizer.eos_token_id,
             "pad_token_id": tokenizer.pad_token_id,
         },
-        vision_config={
-            "hidden_size": TINY_HIDDEN,
-            "intermediate_size": TINY_INTERMEDIATE,
-            "num_hidden_layers": TINY_LAYERS,
-            "num_attention_heads": max(1, TINY_HIDDEN // 64),
-            "image_size": TINY_IMAGE_SIZE,
-            "patch_size": TINY_PATCH,
-        },
+        vision_config=TINY_VISION_TOWER,
         projection_dim=TINY_PROJECTION,
     )
     model = CLIPModel(config)

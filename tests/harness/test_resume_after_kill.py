@@ -7,8 +7,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from tests.harness.conftest import write_small_benchmark
 
 SLOW_PLUGIN = '''
