@@ -187,7 +187,7 @@ def run_evaluation(
             )
 
         with tqdm(total=len(pending), desc=f"evaluating {spec.retriever}", unit="dialogue", disable=not spec.progress) as bar:
-            for records in executor.map(work, batched(pending, spec.batch_size)):
+            for records in executor.map(lambda: work, batched(pending, spec.batch_size)):
                 store.append(records)
                 bar.update(len(records))
 
