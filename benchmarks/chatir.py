@@ -22,9 +22,11 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from harness.atomic import atomic_write_text
 from harness.errors import DataError
 from harness.hashing import sha256_file
 from harness.types import Benchmark, Dialogue, SearchSpace
@@ -160,3 +162,9 @@ def load_chatir_benchmark(
 def _json_type(value: Any) -> str:
     names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
     return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
+def write_chatir_dialogues(path: Path, dialogues: Sequence[Dialogue]) -> None:
+    """Write ``dialogues`` as a ChatIR-format file (their order is the file's record order)."""
+    records = [{"img": dialogue.target, "dialog": list(dialogue.turns)} for dialogue in dialogues]
+    atomic_write_text(path, json.dumps(records, ensure_ascii=False, indent=1))

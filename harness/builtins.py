@@ -9,8 +9,19 @@ BUILTINS: dict[str, dict[str, str]] = {
         "oracle": "retrievers.fakes:build_oracle",
         "random": "retrievers.fakes:build_random",
     },
-    "questioner": {},
-    "answerer": {},
+    "questioner": {
+        "flan": "simulators.hf_bots:build_flan_questioner",
+        "hf-chat": "simulators.hf_bots:build_hf_chat_questioner",
+        "openai": "simulators.openai_bots:build_openai_questioner",
+        "replay": "simulators.fake_bots:build_replay_questioner",
+        "scripted": "simulators.fake_bots:build_scripted_questioner",
+    },
+    "answerer": {
+        "blip2": "simulators.hf_bots:build_blip2_answerer",
+        "openai": "simulators.openai_bots:build_openai_answerer",
+        "replay": "simulators.fake_bots:build_replay_answerer",
+        "scripted": "simulators.fake_bots:build_scripted_answerer",
+    },
     "benchmark": {
         "visdial-val": "benchmarks.known:load_visdial_val",
         "chatgpt-blip2": "benchmarks.known:load_chatgpt_blip2",
@@ -22,5 +33,8 @@ BUILTINS: dict[str, dict[str, str]] = {
         "tiny-blip": "retrievers.tiny:write_tiny_blip",
         "tiny-clip": "retrievers.tiny:write_tiny_clip",
         "synthetic-benchmark": "benchmarks.synthetic:write_synthetic_benchmark",
+        "tiny-flan-t5": "simulators.tiny:write_tiny_flan_t5",
+        "tiny-causal-lm": "simulators.tiny:write_tiny_causal_lm",
+        "tiny-blip2": "simulators.tiny:write_tiny_blip2",
     },
 }

@@ -65,7 +65,13 @@ class HarnessGroup(LazyGroup):
 
 @click.group(
     cls=HarnessGroup,
-    lazy_subcommands={"data": "benchmarks.cli:data", "convert": "retrievers.cli:convert"},
+    lazy_subcommands={
+        "data": "benchmarks.cli:data",
+        "dialogues": "benchmarks.cli:dialogues",
+        "convert": "retrievers.cli:convert",
+        "report": "reports.cli:report",
+        "export": "reports.cli:export",
+    },
 )
 @click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
 def main(verbose: bool) -> None:
@@ -98,6 +104,16 @@ def _parse_argument(text: str) -> tuple[str, Any]:
 @click.option("--retriever", help="Registered retriever name (see `harness list retriever`).")
 @click.option("--retriever-model", help="Model source for the retriever: hub id, local transformers directory, or original checkpoint file (.pth/.ckpt).")
 @click.option("--retriever-arg", "retriever_arg", multiple=True, metavar="KEY=VALUE", help="Extra retriever argument (repeatable), e.g. dtype=float16.")
+@click.option("--questioner", help="Live run: questioner bot (flan, hf-chat, openai, replay, scripted; see `harness list questioner`).")
+@click.option("--questioner-model", help="Questioner model source: hub id, local directory, or API model name.")
+@click.option("--questioner-prompt", type=click.Path(path_type=Path, dir_okay=False, exists=True), help="Prompt template file replacing the packaged one.")
+@click.option("--questioner-arg", "questioner_arg", multiple=True, metavar="KEY=VALUE", help="Extra questioner argument (repeatable), e.g. max_new_tokens=24.")
+@click.option("--answerer", help="Live run: answerer bot (blip2, openai, replay, scripted).")
+@click.option("--answerer-model", help="Answerer model source: hub id, local directory, or API model name.")
+@click.option("--answerer-prompt", type=click.Path(path_type=Path, dir_okay=False, exists=True), help="Prompt template file replacing the packaged one.")
+@click.option("--answerer-arg", "answerer_arg", multiple=True, metavar="KEY=VALUE", help="Extra answerer argument (repeatable).")
+@click.option("--base-url", help="OpenAI-compatible endpoint for the openai bots (e.g. a vLLM server: http://localhost:8000/v1).")
+@click.option("--api-key-env", help="Environment variable holding the API key of the openai bots (default OPENAI_API_KEY).")
 @click.option("--benchmark", help="Known benchmark name (visdial-val, chatgpt-blip2, human-blip2, flan-blip2) or a ChatIR-format dialogue file.")
 @click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False), help="Folder in the upstream ChatIR layout (dialogues/, ChatIR_Protocol/).")
 @click.option("--search-space", type=click.Path(path_type=Path, dir_okay=False), help="Search-space JSON list (needed with a dialogue FILE; overrides the known one).")
@@ -112,19 +128,45 @@ def _parse_argument(text: str) -> tuple[str, Any]:
 @click.option("--cache-dir", type=click.Path(path_type=Path, file_okay=False), help="Shared cache of embeddings (default $HARNESS_CACHE or ~/.cache/itir-harness).")
 @click.option("--plugin", "plugins", multiple=True, help="Module or .py file to import first (registers plug-ins).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def run_command(config_file: Path | None, retriever_model: str | None, retriever_arg: tuple[str, ...], quiet: bool, **flags: Any) -> None:
-    """Evaluate a retriever on a benchmark (replaying its recorded dialogues) and print accumulated Hits@k."""
+def run_command(
+    config_file: Path | None,
+    retriever_model: str | None,
+    retriever_arg: tuple[str, ...],
+    questioner_model: str | None,
+    questioner_prompt: Path | None,
+    questioner_arg: tuple[str, ...],
+    answerer_model: str | None,
+    answerer_prompt: Path | None,
+    answerer_arg: tuple[str, ...],
+    base_url: str | None,
+    api_key_env: str | None,
+    quiet: bool,
+    **flags: Any,
+) -> None:
+    """Evaluate a retriever on a benchmark and print accumulated Hits@k. Without bots the benchmark's recorded
+    dialogues are replayed; with --questioner and --answerer every round is generated live."""
     from harness.runner import run_evaluation
     from harness.tables import format_round_table
 
     file_values = read_config_file(config_file) if config_file else {}
     flag_values = {key: value for key, value in flags.items() if value not in (None, ())}
-    retriever_args = dict(file_values.get("retriever_args", {}))
-    retriever_args.update(_parse_argument(text) for text in retriever_arg)
-    if retriever_model is not None:
-        retriever_args["model"] = retriever_model
-    if retriever_args:
-        flag_values["retriever_args"] = retriever_args
+    endpoint = {"base_url": base_url, "api_key_env": api_key_env}
+    names = {role: flag_values.get(role, file_values.get(role)) for role in ("retriever", "questioner", "answerer")}
+    for role, model, prompt, extra in (
+        ("retriever", retriever_model, None, retriever_arg),
+        ("questioner", questioner_model, questioner_prompt, questioner_arg),
+        ("answerer", answerer_model, answerer_prompt, answerer_arg),
+    ):
+        arguments = dict(file_values.get(f"{role}_args", {}))
+        arguments.update(_parse_argument(text) for text in extra)
+        overrides = {"model": model, "prompt": str(prompt) if prompt else None}
+        if names[role] == "openai":
+            overrides.update(endpoint)
+        arguments.update({key: value for key, value in overrides.items() if value is not None})
+        if arguments:
+            flag_values[f"{role}_args"] = arguments
+    if (base_url or api_key_env) and "openai" not in (names["questioner"], names["answerer"]):
+        raise click.UsageError("--base-url and --api-key-env apply to the openai questioner or answerer")
     if quiet:
         flag_values["progress"] = False
     spec, overridden = build_spec(file_values, flag_values)
@@ -171,6 +213,14 @@ def demo_command(out: Path | None, quiet: bool) -> None:
     run_demo(out, progress=not quiet)
 
 
-@main.group("bench", cls=LazyGroup, lazy_subcommands={"encoder": "retrievers.cli:encoder", "ranking": "harness.bench:ranking"})
+@main.group(
+    "bench",
+    cls=LazyGroup,
+    lazy_subcommands={
+        "encoder": "retrievers.cli:encoder",
+        "ranking": "harness.bench:ranking",
+        "live": "simulators.bench:live",
+    },
+)
 def bench_group() -> None:
     """Measure throughput: `ranking` (exact search vs a full argsort), `encoder` (BLIP text/image encoding)."""

@@ -43,6 +43,10 @@ class RunSpec:
     search_space: Path | None = None
     image_root: Path | None = None
     retriever_args: Mapping[str, Any] = field(default_factory=dict)
+    questioner: str | None = None
+    questioner_args: Mapping[str, Any] = field(default_factory=dict)
+    answerer: str | None = None
+    answerer_args: Mapping[str, Any] = field(default_factory=dict)
     rounds: int = 10
     query_mode: str = "join"
     seed: int = 0
@@ -62,6 +66,15 @@ class RunSpec:
             raise ConfigError(f"query_mode must be one of {', '.join(QUERY_MODES)}, got {self.query_mode!r}")
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"limit must be at least 1, got {self.limit}")
+        if (self.questioner is None) != (self.answerer is None):
+            raise ConfigError(
+                "a live run needs both --questioner and --answerer (use `replay` for the recorded side, e.g. "
+                "--questioner replay --answerer blip2 re-answers the benchmark's questions)"
+            )
+
+    @property
+    def live(self) -> bool:
+        return self.questioner is not None
 
     def identity(self) -> dict[str, Any]:
         """The settings a resumed run must share with the stored one (the benchmark files' sha256 are added by
@@ -70,6 +83,10 @@ class RunSpec:
             "retriever": self.retriever,
             "retriever_args": dict(self.retriever_args),
             "benchmark": self.benchmark,
+            "questioner": self.questioner,
+            "questioner_args": dict(self.questioner_args),
+            "answerer": self.answerer,
+            "answerer_args": dict(self.answerer_args),
             "rounds": self.rounds,
             "query_mode": self.query_mode,
             "seed": self.seed,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,3 +37,29 @@ def derive_seed(global_seed: int, *parts: object) -> int:
     item's identity, never on batch order, worker or resume point."""
     digest = hashlib.sha256(canonical_json([global_seed, *[str(part) for part in parts]]).encode("utf-8")).digest()
     return int.from_bytes(digest[:8], "big") >> 1
+
+
+def files_fingerprint(paths: Sequence[Path], sample_bytes: int = 1 << 20) -> str:
+    """A fast content fingerprint of model files too large to hash whole (an 11B model's shards).
+
+    sha256 over each file's name, size and its first and last ``sample_bytes`` (the whole file when it is no larger
+    than ``2 * sample_bytes``). Files are taken in order of name, so the same files in another folder, or listed in
+    another order, give the same fingerprint. It is a fingerprint, not a full digest: two files of equal name and
+    size that differ only in the unread middle get the same value. That is enough to tell checkpoints (and their
+    revisions) apart, since any retrained or converted tensor changes sizes, headers or the sampled ends; use
+    ``sha256_file`` where a full digest is needed.
+    """
+    if sample_bytes < 1:
+        raise ValueError(f"sample_bytes must be at least 1, got {sample_bytes}")
+    digest = hashlib.sha256()
+    for path in sorted((Path(path) for path in paths), key=lambda path: (path.name, str(path))):
+        size = path.stat().st_size
+        digest.update(canonical_json([path.name, size]).encode("utf-8"))
+        with open(path, "rb") as handle:
+            if size <= 2 * sample_bytes:
+                digest.update(handle.read())
+            else:
+                digest.update(handle.read(sample_bytes))
+                handle.seek(size - sample_bytes)
+                digest.update(handle.read(sample_bytes))
+    return digest.hexdigest()

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from harness.types import DialogueState, RankBatch, SearchSpace
+from harness.types import Benchmark, DialogueState, RankBatch, SearchSpace
 
 
 @dataclass(frozen=True)
@@ -45,20 +45,27 @@ class Retriever(Protocol):
 
 @runtime_checkable
 class Questioner(Protocol):
-    """Asks the next question of each dialogue from its caption and turns so far."""
+    """Asks the next question of each dialogue from its caption and turns so far (states at round t - 1 give the
+    question of round t). A question that could not be produced is a ``TurnFailure``, never a dropped item."""
 
-    def identity(self) -> Mapping[str, Any]: ...
+    def identity(self) -> Mapping[str, Any]:
+        """Model identity, prompt template text, decoding parameters, post-processing: goes into the manifest."""
 
-    def ask(self, states: Sequence[DialogueState]) -> list[str]: ...
+    def prepare(self, benchmark: Benchmark, context: RunContext) -> None:
+        """Load models (once). ``benchmark`` gives the search space (image paths) and the recorded dialogues."""
+
+    def ask(self, states: Sequence[DialogueState]) -> list[str | TurnFailure]: ...
 
 
 @runtime_checkable
 class Answerer(Protocol):
-    """Answers each question looking at the dialogue's target image."""
+    """Answers each question looking at the dialogue's target image (``benchmark.search_space.resolve``)."""
 
     def identity(self) -> Mapping[str, Any]: ...
 
-    def answer(self, states: Sequence[DialogueState], questions: Sequence[str]) -> list[str]: ...
+    def prepare(self, benchmark: Benchmark, context: RunContext) -> None: ...
+
+    def answer(self, states: Sequence[DialogueState], questions: Sequence[str]) -> list[str | TurnFailure]: ...
 
 
 @dataclass(frozen=True)
@@ -70,9 +77,13 @@ class TurnFailure:
 
 @runtime_checkable
 class DialogueSource(Protocol):
-    """Supplies turn ``round`` of every running dialogue: recorded (replay) or generated (live).
-    The runner never knows which."""
+    """Supplies turn ``round + 1`` of every running dialogue (given its state at ``round``): recorded (replay) or
+    generated (live). The runner never knows which."""
+
+    records_dialog: bool  # True when the turns are generated: run records then keep the dialogue text
 
     def identity(self) -> Mapping[str, Any]: ...
+
+    def prepare(self, benchmark: Benchmark, context: RunContext) -> None: ...
 
     def next_turns(self, states: Sequence[DialogueState]) -> list[str | TurnFailure]: ...

@@ -33,7 +33,7 @@ from harness.executors import Executor, InProcessExecutor
 from harness.metrics import compute_metrics
 from harness.protocols import DialogueSource, Retriever, RunContext, TurnFailure
 from harness.registry import REGISTRY, ComponentRecord
-from harness.sources import ReplaySource
+from harness.sources import LiveSource, ReplaySource
 from harness.store import RunStore, describe_differences
 from harness.types import Benchmark, Dialogue, DialogueState, RunRecord, batched
 
@@ -140,6 +140,7 @@ def evaluate_chunk(
             target=dialogue.target,
             ranks=tuple(ranks[dialogue.dialogue_id]),
             side_ranks={name: tuple(values) for name, values in side_ranks[dialogue.dialogue_id].items()},
+            dialog=tuple(turns[dialogue.dialogue_id]) if source.records_dialog else None,
             status="failed" if dialogue.dialogue_id in failures else "ok",
             error=failures.get(dialogue.dialogue_id),
         )
@@ -157,16 +158,17 @@ def run_evaluation(
         REGISTRY.load_plugin(plugin)
     benchmark = load_benchmark(spec)
     dialogues = list(benchmark.dialogues[: spec.limit] if spec.limit else benchmark.dialogues)
-    if source is None:
-        check_rounds(benchmark, dialogues, spec.rounds)
-        source = ReplaySource(dialogues)
     search_space = benchmark.search_space
     target_positions = {dialogue.dialogue_id: search_space.position(dialogue.target) for dialogue in dialogues}
 
-    # Built before the run directory is touched, so a bad retriever argument leaves nothing behind.
-    retriever, record = REGISTRY.build("retriever", spec.retriever, **dict(spec.retriever_args))
+    # Components are built (cheaply: models load in prepare) before the run directory is touched, so a bad
+    # argument leaves nothing behind.
+    retriever, retriever_record = REGISTRY.build("retriever", spec.retriever, **dict(spec.retriever_args))
+    bot_records: list[ComponentRecord] = []
+    if source is None:
+        source, bot_records = _build_source(spec, benchmark, dialogues)
     store = RunStore(spec.out)
-    manifest = _new_manifest(spec, benchmark, source)
+    manifest = _new_manifest(spec, benchmark)
     resumed = store.open(manifest)
     done = store.completed_ids()
     pending = [dialogue for dialogue in dialogues if dialogue.dialogue_id not in done]
@@ -178,7 +180,8 @@ def run_evaluation(
             device=resolve_device(spec.device), cache_dir=spec.cache_dir, seed=spec.seed, progress=spec.progress
         )
         retriever.prepare(search_space, context)
-        _record_components(store, retriever, record, source, context, resumed)
+        source.prepare(benchmark, context)
+        _record_components(store, retriever, [retriever_record, *bot_records], source, context, resumed)
         executor = executor or InProcessExecutor()
 
         def work(chunk: Sequence[Dialogue]) -> list[RunRecord]:
@@ -192,6 +195,17 @@ def run_evaluation(
                 bar.update(len(records))
 
     return _finish(store, dialogues, evaluated=len(pending), reused=len(dialogues) - len(pending))
+
+
+def _build_source(
+    spec: RunSpec, benchmark: Benchmark, dialogues: Sequence[Dialogue]
+) -> tuple[DialogueSource, list[ComponentRecord]]:
+    if not spec.live:
+        check_rounds(benchmark, dialogues, spec.rounds)
+        return ReplaySource(dialogues), []
+    questioner, questioner_record = REGISTRY.build("questioner", str(spec.questioner), **dict(spec.questioner_args))
+    answerer, answerer_record = REGISTRY.build("answerer", str(spec.answerer), **dict(spec.answerer_args))
+    return LiveSource(questioner, answerer), [questioner_record, answerer_record]
 
 
 def _finish(store: RunStore, dialogues: Sequence[Dialogue], evaluated: int, reused: int) -> RunResult:
@@ -228,10 +242,9 @@ def _check_length(what: str, produced: Sequence[Any], states: Sequence[DialogueS
         raise HarnessError(f"{what} returned {len(produced)} results for a batch of {len(states)} dialogues")
 
 
-def _new_manifest(spec: RunSpec, benchmark: Benchmark, source: DialogueSource) -> dict[str, Any]:
+def _new_manifest(spec: RunSpec, benchmark: Benchmark) -> dict[str, Any]:
     identity = spec.identity()
     identity["benchmark_files"] = {role: value for role, value in benchmark.files.items()}
-    identity["source"] = dict(source.identity())
     return {
         "identity": identity,
         "spec": spec.to_dict(),
@@ -244,23 +257,25 @@ def _new_manifest(spec: RunSpec, benchmark: Benchmark, source: DialogueSource) -
 def _record_components(
     store: RunStore,
     retriever: Retriever,
-    record: ComponentRecord,
+    records: Sequence[ComponentRecord],
     source: DialogueSource,
     context: RunContext,
     resumed: bool,
 ) -> None:
+    """Write what was built (arguments given and resolved, model fingerprints, prompts) into the manifest; on resume
+    refuse components whose identity changed since the run started (new weights under the same path, say)."""
     components = {
-        "retriever": {**record.to_dict(), "identity": dict(retriever.identity())},
-        "source": dict(source.identity()),
+        "built": [record.to_dict() for record in records],
+        "identities": {"retriever": dict(retriever.identity()), "source": dict(source.identity())},
         "device": context.device,
         "device_name": _device_name(context.device),
     }
     stored = store.read_manifest().get("components")
     if resumed and stored is not None:
-        differences = describe_differences(stored["retriever"]["identity"], components["retriever"]["identity"])
+        differences = describe_differences(stored["identities"], components["identities"])
         if differences:
             raise ConfigError(
-                f"{store.directory}: the retriever's weights or settings changed since this run started "
+                f"{store.directory}: a component's weights, prompts or settings changed since this run started "
                 "(stored -> new):\n  " + "\n  ".join(differences)
             )
     store.update_manifest("components", components)

@@ -1,7 +1,8 @@
 """Dialogue sources: where turn t of every running dialogue comes from.
 
-``ReplaySource`` hands out the recorded turns of a benchmark file; live sources (questioner + answerer bots) plug
-into the same seam, so the runner never knows which it has.
+``ReplaySource`` hands out the recorded turns of a benchmark file; ``LiveSource`` asks a questioner bot and has an
+answerer bot answer while looking at the target image. Both sit behind the same seam, so the runner never knows
+which it has.
 """
 
 from __future__ import annotations
@@ -9,12 +10,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from harness.protocols import TurnFailure
-from harness.types import Dialogue, DialogueState
+from harness.errors import HarnessError
+from harness.protocols import Answerer, Questioner, RunContext, TurnFailure
+from harness.turns import format_turn
+from harness.types import Benchmark, Dialogue, DialogueState
 
 
 class ReplaySource:
     """The recorded rounds of the benchmark: turn ``state.round + 1`` of each state's dialogue."""
+
+    records_dialog = False
 
     def __init__(self, dialogues: Sequence[Dialogue]) -> None:
         self._by_id = {dialogue.dialogue_id: dialogue for dialogue in dialogues}
@@ -22,5 +27,50 @@ class ReplaySource:
     def identity(self) -> Mapping[str, Any]:
         return {"name": "replay"}
 
+    def prepare(self, benchmark: Benchmark, context: RunContext) -> None:
+        return None
+
     def next_turns(self, states: Sequence[DialogueState]) -> list[str | TurnFailure]:
         return [self._by_id[state.dialogue_id].turns[state.round + 1] for state in states]
+
+
+class LiveSource:
+    """Generated rounds: one batched ``ask`` for every running dialogue, then one batched ``answer`` for those whose
+    question came back. A failure of either bot fails that dialogue only."""
+
+    records_dialog = True
+
+    def __init__(self, questioner: Questioner, answerer: Answerer) -> None:
+        self.questioner = questioner
+        self.answerer = answerer
+
+    def identity(self) -> Mapping[str, Any]:
+        """Valid after ``prepare`` (bots know their model fingerprints once loaded)."""
+        return {"name": "live", "questioner": dict(self.questioner.identity()), "answerer": dict(self.answerer.identity())}
+
+    def prepare(self, benchmark: Benchmark, context: RunContext) -> None:
+        self.questioner.prepare(benchmark, context)
+        self.answerer.prepare(benchmark, context)
+
+    def next_turns(self, states: Sequence[DialogueState]) -> list[str | TurnFailure]:
+        questions = self.questioner.ask(states)
+        _check("questioner", questions, states)
+        asked = [index for index, question in enumerate(questions) if isinstance(question, str)]
+        answers = self.answerer.answer([states[i] for i in asked], [questions[i] for i in asked])  # type: ignore[misc]
+        _check("answerer", answers, asked)
+        answer_of = dict(zip(asked, answers))
+        turns: list[str | TurnFailure] = []
+        for index, question in enumerate(questions):
+            answer = answer_of.get(index)
+            if isinstance(question, TurnFailure):
+                turns.append(TurnFailure(f"questioner: {question.reason}"))
+            elif isinstance(answer, TurnFailure):
+                turns.append(TurnFailure(f"answerer: {answer.reason}"))
+            else:
+                turns.append(format_turn(question, str(answer)))
+        return turns
+
+
+def _check(role: str, produced: Sequence[Any], expected: Sequence[Any]) -> None:
+    if len(produced) != len(expected):
+        raise HarnessError(f"the {role} returned {len(produced)} outputs for a batch of {len(expected)} dialogues")

@@ -24,12 +24,13 @@ import torch
 from harness.devices import resolve_device
 from harness.embedding_cache import EmbeddingCache
 from harness.errors import ConfigError, HarnessError
+from harness.images import load_rgb
 from harness.protocols import RunContext
 from harness.ranking import target_ranks
 from harness.types import DialogueState, RankBatch, SearchSpace, batched
 from retrievers.encoders import DTYPES, DualEncoder
 from retrievers.loading import EncoderSettings, load_encoder
-from retrievers.preprocess import BLIP_224, CLIP_224, ImagePreprocessing, load_rgb
+from retrievers.preprocess import BLIP_224, CLIP_224, ImagePreprocessing
 
 ZS_CHECKPOINT_URL = "https://storage.googleapis.com/sfr-vision-language-research/BLIP/models/model_base.pth"
 

@@ -11,16 +11,12 @@ bicubic filter, which is what the original torchvision pipelines call on PIL ima
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
-
-from harness.errors import DataError
+from PIL import Image
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -29,7 +25,6 @@ RESIZE_MODES = ("square", "shorter-side-center-crop")
 INTERPOLATIONS = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
 
 # Decoding JPEGs dominates indexing time and PIL releases the GIL while decoding, so threads pay off.
-_LOAD_WORKERS = 8
 
 
 @dataclass(frozen=True)
@@ -81,20 +76,6 @@ class ImagePreprocessing:
         left = round((new_width - self.size) / 2.0)
         top = round((new_height - self.size) / 2.0)
         return image.crop((left, top, left + self.size, top + self.size))
-
-
-def load_rgb(paths: Sequence[Path]) -> list[Image.Image]:
-    """Decode ``paths`` (in parallel threads, order kept) as RGB images; DataError names an unreadable file."""
-    with ThreadPoolExecutor(max_workers=min(_LOAD_WORKERS, max(1, len(paths)))) as pool:
-        return list(pool.map(_load_one, paths))
-
-
-def _load_one(path: Path) -> Image.Image:
-    try:
-        with Image.open(path) as image:
-            return image.convert("RGB")
-    except (OSError, UnidentifiedImageError, ValueError) as error:
-        raise DataError(path, f"cannot read image: {error}") from None
 
 
 BLIP_224 = ImagePreprocessing(size=224, resize="square")

@@ -72,7 +72,7 @@ def test_cli_run_matches_transformers_and_resumes_and_reuses_the_index(tmp_path,
     assert {name: metrics[name] for name in expected} == expected
 
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
-    assert manifest["components"]["retriever"]["identity"]["encoder"]["weights"]
+    assert manifest["components"]["identities"]["retriever"]["encoder"]["weights"]
     assert manifest["identity"]["benchmark_files"]["dialogues"].split()[-1] == sha256_file(synthetic.dialogue_file)
 
     again = runner.invoke(main, [*common, "--out", str(tmp_path / "run")], catch_exceptions=False)
@@ -93,3 +93,29 @@ def test_demo_runs_offline_and_reports_known_oracle_metrics(tmp_path):
     for label in ("blip (tiny, random weights)", "clip (tiny, random weights)"):
         assert results[label]["dialogues"] == 12 and len(results[label]["Hits@10"]) == 11
     assert run_demo(tmp_path / "demo", progress=False) == results
+
+
+def test_live_run_exported_and_replayed_gives_identical_ranks(tmp_path):
+    synthetic = write_synthetic_benchmark(tmp_path / "bench", dialogues=5, distractors=5, rounds=3)
+    model_dir = write_tiny_blip(tmp_path / "tiny-blip")
+    retriever = ["--retriever", "cocoft", "--retriever-model", str(model_dir), "--search-space",
+                 str(synthetic.search_space_file), "--image-root", str(synthetic.image_root), "--rounds", "3",
+                 "--device", "cpu", "--quiet"]
+    runner = CliRunner()
+    live = runner.invoke(main, ["run", *retriever, "--benchmark", str(synthetic.dialogue_file), "--questioner",
+                                "scripted", "--answerer", "scripted", "--out", str(tmp_path / "live")],
+                         catch_exceptions=False)
+    assert live.exit_code == 0, live.output
+    exported = tmp_path / "exported.json"
+    assert runner.invoke(main, ["dialogues", "export", str(tmp_path / "live"), "--out", str(exported)]).exit_code == 0
+    replay = runner.invoke(main, ["run", *retriever, "--benchmark", str(exported), "--out", str(tmp_path / "replay")],
+                           catch_exceptions=False)
+    assert replay.exit_code == 0, replay.output
+
+    def ranks(run):
+        return [(json.loads(line)["dialogue_id"], json.loads(line)["ranks"])
+                for line in (tmp_path / run / "ranks.jsonl").read_text().splitlines()]
+
+    assert ranks("replay") == ranks("live")
+    live_dialogs = [json.loads(line)["dialog"] for line in (tmp_path / "live" / "ranks.jsonl").read_text().splitlines()]
+    assert [record["dialog"] for record in json.loads(exported.read_text())] == live_dialogs

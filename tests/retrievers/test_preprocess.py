@@ -8,7 +8,8 @@ import torch
 from PIL import Image
 
 from harness.errors import DataError
-from retrievers.preprocess import BLIP_224, CLIP_224, CLIP_MEAN, CLIP_STD, ImagePreprocessing, load_rgb
+from harness.images import load_rgb
+from retrievers.preprocess import BLIP_224, CLIP_224, CLIP_MEAN, CLIP_STD, ImagePreprocessing
 
 
 def expected_pixel(rgb: tuple[int, int, int]) -> torch.Tensor:

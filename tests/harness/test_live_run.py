@@ -1,0 +1,86 @@
+"""Live runs through the CLI with the shipped scripted bots: generated dialogues recorded, failures kept, resume."""
+
+import json
+
+from click.testing import CliRunner
+
+from harness.cli import main
+
+
+def run_cli(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+def live_args(small_benchmark, out, *extra: str) -> list[str]:
+    return ["run", "--retriever", "random", "--questioner", "scripted", "--answerer", "scripted",
+            "--benchmark", str(small_benchmark.dialogues), "--search-space", str(small_benchmark.search_space),
+            "--out", str(out), "--quiet", "--device", "cpu", "--rounds", "4", *extra]
+
+
+def records(out) -> list[dict]:
+    return [json.loads(line) for line in (out / "ranks.jsonl").read_text().splitlines()]
+
+
+def test_live_run_records_generated_dialogues(small_benchmark, tmp_path):
+    code, output = run_cli(*live_args(small_benchmark, tmp_path / "run"))
+    assert code == 0, output
+    first = records(tmp_path / "run")[0]
+    assert first["dialog"][0] == "caption 0"
+    assert first["dialog"][1].startswith("what color is it? ") and first["dialog"][2].startswith("is it indoors? ")
+    assert len(first["dialog"]) == 5 and len(first["ranks"]) == 5
+    assert all(turn.split("? ")[1] in ("yes", "no") for turn in first["dialog"][1:])
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["identity"]["questioner"] == "scripted"
+    assert manifest["components"]["identities"]["source"]["name"] == "live"
+
+
+def test_a_failed_answer_fails_its_dialogue_only_and_is_retried_on_resume(small_benchmark, tmp_path):
+    args = live_args(small_benchmark, tmp_path / "run", "--answerer-arg", 'fail_on=["2:3"]')
+    code, output = run_cli(*args)
+    assert code == 0 and "1 dialogues FAILED" in output
+    by_id = {record["dialogue_id"]: record for record in records(tmp_path / "run")}
+    assert by_id["2"]["status"] == "failed"
+    assert by_id["2"]["error"] == "round 3: answerer: scripted failure at round 3"
+    assert len(by_id["2"]["ranks"]) == 3 and len(by_id["2"]["dialog"]) == 3
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["dialogues"] == small_benchmark.count - 1 and metrics["failed_dialogues"] == ["2"]
+    code, output = run_cli(*args)
+    assert code == 0 and "1 evaluated now" in output
+
+
+def test_live_run_needs_both_bots(small_benchmark, tmp_path):
+    args = live_args(small_benchmark, tmp_path / "run")
+    args.remove("--answerer")
+    args.remove("scripted")
+    code, output = run_cli(*args[:4] + args[4:])
+    assert code == 2 and "needs both --questioner and --answerer" in output
+
+
+def test_base_url_without_an_openai_bot_is_refused(small_benchmark, tmp_path):
+    code, output = run_cli(*live_args(small_benchmark, tmp_path / "run", "--base-url", "http://127.0.0.1:1/v1"))
+    assert code == 2 and "--base-url" in output
+
+
+def test_replay_questioner_reasks_the_recorded_questions(small_benchmark, tmp_path):
+    args = live_args(small_benchmark, tmp_path / "run")
+    args[args.index("--questioner") + 1] = "replay"
+    assert run_cli(*args)[0] == 0
+    first = records(tmp_path / "run")[0]
+    assert [turn.split("? ")[0] + "?" for turn in first["dialog"][1:]] == ["q1?", "q2?", "q3?", "q4?"]
+
+
+def test_export_refuses_a_replay_run_and_failed_dialogues(small_benchmark, tmp_path):
+    replay = ["run", "--retriever", "random", "--benchmark", str(small_benchmark.dialogues), "--search-space",
+              str(small_benchmark.search_space), "--out", str(tmp_path / "replay"), "--quiet", "--device", "cpu"]
+    assert run_cli(*replay)[0] == 0
+    code, output = run_cli("dialogues", "export", str(tmp_path / "replay"), "--out", str(tmp_path / "x.json"))
+    assert code != 0 and "only live runs" in output
+    assert run_cli(*live_args(small_benchmark, tmp_path / "live", "--answerer-arg", 'fail_on=["1:2"]'))[0] == 0
+    code, output = run_cli("dialogues", "export", str(tmp_path / "live"), "--out", str(tmp_path / "x.json"))
+    assert code != 0 and "1 failed dialogues" in output
+    code, output = run_cli("dialogues", "export", str(tmp_path / "live"), "--out", str(tmp_path / "x.json"),
+                           "--skip-failed")
+    assert code == 0 and "left out 1 failed dialogues: 1" in output
+    exported = json.loads((tmp_path / "x.json").read_text())
+    assert len(exported) == small_benchmark.count - 1 and exported[0]["dialog"][0] == "caption 0"
