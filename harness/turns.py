@@ -14,6 +14,8 @@ The split is at the LAST "?": rounds holding several questions keep them all in 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 def split_turn(turn: str) -> tuple[str, str]:
     question, mark, answer = turn.rpartition("?")
@@ -28,3 +30,12 @@ def format_turn(question: str, answer: str) -> str:
     if not question.endswith("?"):
         question += "?"
     return f"{question} {answer.strip()}".strip()
+
+
+def format_dialogue(turns: Sequence[str]) -> str:
+    """The rounds after the caption (``turns[1:]``) as "Q: ... A: ..." lines, for prompts."""
+    lines = []
+    for turn in turns[1:]:
+        question, answer = split_turn(turn)
+        lines.append(f"Q: {question} A: {answer}")
+    return "\n".join(lines) if lines else "(no questions asked yet)"

@@ -53,7 +53,8 @@ class _CachedBot:
         self._seed = context.seed
 
     def _seeds(self, states: Sequence[DialogueState]) -> list[int]:
-        return [derive_seed(self._seed, self.role, state.dialogue_id, state.round + 1) for state in states]
+        # 31 bits: every backend accepts them (some servers reject 64-bit ``seed`` values).
+        return [derive_seed(self._seed, self.role, state.dialogue_id, state.round + 1) % 2**31 for state in states]
 
     def _key(self, prompt: Any, seed: int) -> str:
         assert self._cache is not None, "prepare() the bot first"

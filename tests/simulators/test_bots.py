@@ -8,7 +8,7 @@ from PIL import Image
 from harness.protocols import RunContext, TurnFailure
 from harness.types import Benchmark, Dialogue, DialogueState, SearchSpace
 from simulators.bots import LLMQuestioner, VisionAnswerer
-from simulators.prompts import PromptTemplate
+from simulators.prompts import FIELDS, PromptTemplate
 
 
 class CountingText:
@@ -70,7 +70,7 @@ def context(tmp_path: Path) -> RunContext:
     return RunContext(device="cpu", cache_dir=tmp_path / "cache", seed=5, progress=False)
 
 
-TEMPLATE = PromptTemplate("t", "Caption: $caption\n$dialogue\nQ:")
+TEMPLATE = PromptTemplate("t", "Caption: $caption\n$dialogue\nQ:", FIELDS)
 
 
 def test_second_ask_makes_no_model_call_and_duplicates_are_generated_once(benchmark, context):
@@ -108,12 +108,12 @@ def test_sampled_outputs_are_cached_per_seed(benchmark, context):
 
 def test_answerer_sees_the_target_image_and_keys_on_its_content(benchmark, context):
     generator = CountingVision()
-    answerer = VisionAnswerer(generator, PromptTemplate("a", "$caption. Question: $question Answer:"))
+    answerer = VisionAnswerer(generator, PromptTemplate("a", "$caption. Question: $question Answer:", FIELDS))
     answerer.prepare(benchmark, context)
     answers = answerer.answer(states(3), ["is it red?"] * 3)
     assert answers == ["0", "50", "100"]
     assert answerer.answer(states(3), ["is it red?"] * 3) == answers and len(generator.images) == 3
     Image.new("RGB", (8, 8), (200, 0, 0)).save(benchmark.search_space.image_root / "2.png")
-    fresh = VisionAnswerer(generator, PromptTemplate("a", "$caption. Question: $question Answer:"))
+    fresh = VisionAnswerer(generator, PromptTemplate("a", "$caption. Question: $question Answer:", FIELDS))
     fresh.prepare(benchmark, context)
     assert fresh.answer(states(3), ["is it red?"] * 3) == ["0", "50", "200"] and len(generator.images) == 4

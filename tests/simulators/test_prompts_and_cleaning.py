@@ -1,7 +1,7 @@
 import pytest
 
 from harness.errors import ConfigError
-from harness.turns import format_turn, split_turn
+from harness.turns import format_dialogue, format_turn, split_turn
 from harness.types import DialogueState
 from simulators.cleaning import clean_answer, clean_question
 from simulators.prompts import format_dialogue, load_template, render_for_state
@@ -14,7 +14,7 @@ def test_packaged_templates_load_and_render_every_field():
     assert render_for_state(load_template("answerer"), state, "what color?") == (
         "a red bus. Question: what color? Short answer:"
     )
-    assert format_dialogue(DialogueState("0", "a.png", 0, 0, ("cap",))) == "(no questions asked yet)"
+    assert format_dialogue(("cap",)) == "(no questions asked yet)"
 
 
 def test_user_template_file_and_unknown_fields(tmp_path):

@@ -1,0 +1,101 @@
+"""The registered ``openai`` questioner and answerer, end to end against a local server: prompts rendered from the
+packaged templates, outputs cleaned, responses cached so a repeated round makes no request."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from harness.protocols import RunContext
+from harness.registry import REGISTRY
+from harness.types import Benchmark, Dialogue, DialogueState, SearchSpace
+from simulators.bots import LLMQuestioner, VisionAnswerer
+from simulators.cleaning import clean_answer, clean_question
+from simulators.prompts import load_template, render_for_state
+from tests.simulators.openai_server import FakeOpenAIServer, reply_for
+
+KEY = "sk-test-bots-DISTINCTIVE-9931"
+
+
+@pytest.fixture
+def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAIServer]:
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    with FakeOpenAIServer() as running:
+        yield running
+
+
+@pytest.fixture
+def benchmark(tmp_path: Path) -> Benchmark:
+    """Three dialogues over three small PNG images, one at round 1 (a question already asked)."""
+    root = tmp_path / "images"
+    root.mkdir()
+    paths = ("red.png", "green.png", "blue.png")
+    for path, color in zip(paths, [(220, 20, 20), (20, 220, 20), (20, 20, 220)]):
+        Image.new("RGB", (16, 12), color).save(root / path)
+    dialogues = (
+        Dialogue("d0", "red.png", ("a red square", "is it bright? yes")),
+        Dialogue("d1", "green.png", ("a green square", "is it dark? no")),
+        Dialogue("d2", "blue.png", ("a blue square", "any text? no")),
+    )
+    return Benchmark("tiny", dialogues, SearchSpace(paths, image_root=root))
+
+
+@pytest.fixture
+def context(tmp_path: Path) -> RunContext:
+    return RunContext(device="cpu", cache_dir=tmp_path / "cache", seed=3)
+
+
+def states_of(benchmark: Benchmark) -> list[DialogueState]:
+    rounds = (0, 1, 0)
+    return [DialogueState.at_round(dialogue, round_, target_index=index)
+            for index, (dialogue, round_) in enumerate(zip(benchmark.dialogues, rounds))]
+
+
+def test_the_openai_questioner_asks_once_then_reads_its_cache(server, benchmark, context):
+    questioner, record = REGISTRY.build("questioner", "openai", base_url=server.base_url, concurrency=2)
+    assert isinstance(questioner, LLMQuestioner)
+    questioner.prepare(benchmark, context)
+    states = states_of(benchmark)
+    questions = questioner.ask(states)
+
+    template = load_template("questioner")
+    prompts = [render_for_state(template, state) for state in states]
+    assert questions == [clean_question(reply_for(prompt)) for prompt in prompts]
+    assert sorted(request.text for request in server.requests) == sorted(prompts)
+    assert "Q: is it dark? A: no" in prompts[1]
+    assert {request.body["model"] for request in server.requests} == {"gpt-4o-mini"}
+    assert {request.body["max_tokens"] for request in server.requests} == {32}
+
+    assert questioner.ask(states) == questions
+    again, _ = REGISTRY.build("questioner", "openai", base_url=server.base_url)
+    again.prepare(benchmark, context)
+    assert again.ask(states) == questions
+    assert len(server.requests) == 3  # the repeated asks were all served from the response cache
+    assert KEY not in json.dumps([questioner.identity(), record.to_dict()])
+
+
+def test_the_openai_answerer_sees_the_target_image_and_caches(server, benchmark, context):
+    answerer, record = REGISTRY.build("answerer", "openai", base_url=server.base_url, model="vision-model")
+    assert isinstance(answerer, VisionAnswerer)
+    answerer.prepare(benchmark, context)
+    states = states_of(benchmark)
+    questions = ["what color is it?", "is it round?", "is it big?"]
+    answers = answerer.answer(states, questions)
+
+    template = load_template("answerer_chat")
+    prompts = [render_for_state(template, state, question) for state, question in zip(states, questions)]
+    assert answers == [clean_answer(reply_for(prompt), question) for prompt, question in zip(prompts, questions)]
+    assert len(server.requests) == 3
+    for request in server.requests:
+        assert request.body["model"] == "vision-model" and request.body["max_tokens"] == 16
+        (url,) = request.image_urls
+        assert url.startswith("data:image/jpeg;base64,")
+
+    assert answerer.answer(states, questions) == answers
+    assert len(server.requests) == 3
+    assert record.resolved_arguments["prompt"] == "answerer_chat"
+    assert KEY not in json.dumps([answerer.identity(), record.to_dict()])
