@@ -1,4 +1,4 @@
-"""Read ChatIR-format dialogue files and search-space lists into the harness's data types.
+"""Load ChatIR-format benchmarks (a dialogue file plus a search-space list) into the harness's data types.
 
     >>> benchmark = load_chatir_benchmark(
     ...     Path("data/dialogues/VisDial_v1.0_queries_val.json"),
@@ -8,85 +8,29 @@
     >>> benchmark.dialogues[0].target  # doctest: +SKIP
     'unlabeled2017/000000185565.jpg'
 
-A dialogue file is a JSON list of ``{"img": "<relative image path>", "dialog": [caption, "question? answer", ...]}``.
-Reformulated-dialogue files (each entry already a full caption, as PlugIR and DAR release them) have the same
-shape and load with the same functions; whether a query joins entries 0..t or uses entry t alone is decided by
-``harness.types.DialogueState.query_text``, not here.
-
-Every reader raises ``RecordError`` (a ``DataError``) naming the file, the record index and the field; the
-per-record parsers are public so that ``benchmarks.validate`` can collect every problem instead of the first.
+The dialogue-file format itself lives in ``harness.dialogue_files``. Reformulated-dialogue files load the same way;
+whether a query joins entries 0..t or uses entry t alone is decided by ``harness.types.DialogueState.query_text``.
+Readers raise ``RecordError`` (a ``DataError``) naming the file, the record index and the field.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.atomic import atomic_write_text
-from harness.errors import DataError
+from harness.dialogue_files import (
+    CHATIR_TURNS,
+    RecordError,
+    read_chatir_dialogues,
+    read_json,
+    require_list,
+)
 from harness.hashing import sha256_file
-from harness.types import Benchmark, Dialogue, SearchSpace
+from harness.types import Benchmark, SearchSpace
 
-CHATIR_TURNS = 11  # the caption plus 10 "question? answer" rounds
 WINDOWS_DRIVE = re.compile(r"[A-Za-z]:")
-
-
-class RecordError(DataError):
-    """A schema problem in one record, with a short ``code`` that validation groups problems by."""
-
-    def __init__(self, file: object, message: str, code: str, record: int | None = None, field: str | None = None):
-        super().__init__(file, message, record=record, field=field)
-        self.code = code
-
-
-def read_json(path: Path) -> Any:
-    """Parse a JSON file; a missing file, bad encoding or bad JSON is a ``DataError`` naming the file."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise DataError(path, "the file does not exist") from None
-    except UnicodeDecodeError as error:
-        raise DataError(path, f"not UTF-8 text (byte {error.start})") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as error:
-        raise DataError(path, f"invalid JSON at line {error.lineno}, column {error.colno}: {error.msg}") from None
-
-
-def require_list(data: Any, file: Path, what: str) -> list[Any]:
-    if not isinstance(data, list):
-        raise RecordError(file, f"expected a JSON list of {what}, found {_json_type(data)}", "not-a-list")
-    return data
-
-
-def parse_dialogue(record: Any, index: int, file: Path, expected_turns: int | None = CHATIR_TURNS) -> Dialogue:
-    """One ChatIR record as a ``Dialogue`` whose id is the record index. Empty turns are allowed here
-    (validation warns about them) because a file that holds them is still a faithful copy of its release."""
-    if not isinstance(record, dict):
-        raise RecordError(file, f"expected an object, found {_json_type(record)}", "not-an-object", record=index)
-    for field in ("img", "dialog"):
-        if field not in record:
-            raise RecordError(file, "missing", "missing-field", record=index, field=field)
-    target = record["img"]
-    if not isinstance(target, str) or not target:
-        raise RecordError(file, f"expected a non-empty string, found {target!r}", "bad-type", index, "img")
-    turns = record["dialog"]
-    if not isinstance(turns, list):
-        raise RecordError(file, f"expected a list of strings, found {_json_type(turns)}", "bad-type", index, "dialog")
-    for position, turn in enumerate(turns):
-        if not isinstance(turn, str):
-            message = f"turn {position} is {_json_type(turn)}, expected a string"
-            raise RecordError(file, message, "bad-type", index, "dialog")
-    if not turns:
-        raise RecordError(file, "holds no turns (not even a caption)", "bad-length", index, "dialog")
-    if expected_turns is not None and len(turns) != expected_turns:
-        message = f"holds {len(turns)} turns, expected {expected_turns} (a caption and {expected_turns - 1} rounds)"
-        raise RecordError(file, message, "bad-length", index, "dialog")
-    return Dialogue(dialogue_id=str(index), target=target, turns=tuple(turns))
 
 
 def parse_search_path(entry: Any, index: int, file: Path) -> str:
@@ -109,12 +53,6 @@ def duplicates(items: list[str]) -> list[str]:
     """The items that occur more than once, in order of their first occurrence."""
     counts = Counter(items)
     return [item for item in counts if counts[item] > 1]
-
-
-def read_chatir_dialogues(path: Path, expected_turns: int | None = CHATIR_TURNS) -> tuple[Dialogue, ...]:
-    """All dialogues of a ChatIR-format file, for replay; ``expected_turns=None`` accepts any length."""
-    records = require_list(read_json(path), path, "dialogue records")
-    return tuple(parse_dialogue(record, index, path, expected_turns) for index, record in enumerate(records))
 
 
 def read_search_space(path: Path, image_root: Path | None = None) -> SearchSpace:
@@ -159,12 +97,3 @@ def load_chatir_benchmark(
     )
 
 
-def _json_type(value: Any) -> str:
-    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
-    return "null" if value is None else names.get(type(value), type(value).__name__)
-
-
-def write_chatir_dialogues(path: Path, dialogues: Sequence[Dialogue]) -> None:
-    """Write ``dialogues`` as a ChatIR-format file (their order is the file's record order)."""
-    records = [{"img": dialogue.target, "dialog": list(dialogue.turns)} for dialogue in dialogues]
-    atomic_write_text(path, json.dumps(records, ensure_ascii=False, indent=1))

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.chatir import write_chatir_dialogues
+from harness.dialogue_files import write_chatir_dialogues
 from harness.errors import HarnessError
 from harness.store import RunStore
 from harness.types import Dialogue

@@ -16,15 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.chatir import (
-    CHATIR_TURNS,
-    RecordError,
-    duplicates,
-    parse_dialogue,
-    parse_search_path,
-    read_json,
-    require_list,
-)
+from benchmarks.chatir import duplicates, parse_search_path
 from benchmarks.known import KNOWN_BENCHMARKS, SEARCH_SPACE, KnownFile
 from benchmarks.quirks import (
     EXAMPLES,
@@ -35,6 +27,7 @@ from benchmarks.quirks import (
     count_repeated_question_dialogues,
     count_rotated_dialogues,
 )
+from harness.dialogue_files import CHATIR_TURNS, RecordError, parse_dialogue, read_json, require_list
 from harness.errors import DataError, HarnessError
 from harness.hashing import sha256_file
 from harness.types import Dialogue
