@@ -1,0 +1,239 @@
+"""Write a comparison as files: report.md, a self-contained report.html, table.tex, curve PNGs, results.csv and
+tests.csv.
+
+    comparison = compare_runs(load_runs(run_directories), ReportSettings(baseline="chatir-visdial"))
+    files = write_report(comparison, Path("reports/visdial"))
+    files.html          # open in a browser: plots embedded as base64 PNG, no external resources
+
+``results.csv`` is long format, one row per (system, benchmark, round, metric) with columns
+``system, benchmark, round, metric, value, ci_low, ci_high`` (``round`` empty for whole-dialogue metrics such as
+BRI; ``ci_low``/``ci_high`` empty for MedR). ``tests.csv`` holds every paired test, secondary ones included.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from reports.compare import Comparison, describe_methods
+from reports.plots import plot_curves, plot_degradation, plot_file_name
+from reports.tables import (
+    Cell,
+    Table,
+    benchmark_tables,
+    metric_label,
+    round_table,
+    summary_table,
+    to_html,
+    to_latex,
+    to_markdown,
+)
+
+RESULTS_COLUMNS = ("system", "benchmark", "round", "metric", "value", "ci_low", "ci_high")
+TESTS_COLUMNS = (
+    "benchmark", "family", "metric", "round", "system_a", "system_b", "test", "difference", "ci_low", "ci_high",
+    "a_only", "b_only", "p_value", "p_adjusted", "correction", "better",
+)
+
+_CSS = """
+body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto; max-width: 1150px;
+       color: #222; line-height: 1.45; padding: 0 1em; }
+h1 { border-bottom: 2px solid #444; padding-bottom: .2em; }
+h2 { margin-top: 2em; border-bottom: 1px solid #bbb; }
+table { border-collapse: collapse; margin: .8em 0 .2em; font-size: 13px; }
+th, td { border: 1px solid #ccc; padding: 3px 7px; text-align: right; white-space: nowrap; }
+th { background: #eef1f5; }
+td:first-child, th:first-child { text-align: left; }
+tbody tr:nth-child(even) { background: #fafafa; }
+sup { color: #1a6b2f; font-weight: bold; }
+p.note { font-size: 12px; color: #555; margin-top: 0; }
+.plots { display: flex; flex-wrap: wrap; gap: 10px; }
+.plots img { max-width: 100%; border: 1px solid #ddd; }
+.warning { background: #fff4d6; border-left: 4px solid #e0a800; padding: .4em .8em; }
+ul.methods li { margin-bottom: .4em; }
+"""
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    directory: Path
+    markdown: Path
+    html: Path
+    latex: Path
+    results: Path
+    tests: Path
+    plots: tuple[Path, ...]
+
+
+def write_report(comparison: Comparison, out: Path) -> ReportFiles:
+    """Write every report file into ``out`` (created) and return their paths."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    plots = [plot_curves(comparison, metric, out / plot_file_name(metric)) for metric in comparison.settings.round_metrics]
+    degradation = plot_degradation(comparison, out / "degradation.png")
+    if degradation is not None:
+        plots.append(degradation)
+    files = ReportFiles(
+        directory=out,
+        markdown=out / "report.md",
+        html=out / "report.html",
+        latex=out / "table.tex",
+        results=out / "results.csv",
+        tests=out / "tests.csv",
+        plots=tuple(plots),
+    )
+    files.markdown.write_text(render_markdown(comparison, files), encoding="utf-8")
+    files.html.write_text(render_html(comparison, files), encoding="utf-8")
+    files.latex.write_text(render_latex(comparison), encoding="utf-8")
+    write_results_csv(comparison, files.results)
+    write_tests_csv(comparison, files.tests)
+    return files
+
+
+def _run_rows(comparison: Comparison) -> list[tuple[str, ...]]:
+    rows = []
+    for run in comparison.runs:
+        shas = ", ".join(f"{role} {sha[:12]}" for role, sha in sorted(run.benchmark_files.items()))
+        rows.append((run.name, str(run.directory), run.retriever, run.benchmark, shas, str(len(run.records)),
+                     str(len(run.failed_ids))))
+    return rows
+
+
+_RUN_HEADER = ("system", "run directory", "retriever", "benchmark", "benchmark files (sha256)", "dialogues", "failed")
+
+
+def headline(comparison: Comparison) -> list[str]:
+    """One sentence per primary test: the conclusion a reader looks for first."""
+    sentences = []
+    for benchmark in comparison.benchmarks:
+        for test in benchmark.tests:
+            if test.family != "primary":
+                continue
+            label = metric_label(test.metric, test.round)
+            discordant = (f"; discordant dialogues {test.a_only} only {test.system_a}, {test.b_only} only "
+                          f"{test.system_b}") if test.a_only is not None else ""
+            verdict = f"{test.better} is significantly better" if test.better else "no significant difference"
+            sentences.append(
+                f"{benchmark.benchmark}, {label}: {test.system_a} − {test.system_b} = {test.difference:+.2f} points "
+                f"[{test.ci_low:+.2f}, {test.ci_high:+.2f}], {test.test} p = {test.p_value:.4g}, Holm-adjusted "
+                f"{test.p_adjusted:.4g}{discordant}: {verdict}."
+            )
+    return sentences
+
+
+def _settings_line(comparison: Comparison) -> str:
+    settings = comparison.settings
+    return (f"primary endpoint {settings.primary}, permutations {settings.permutations}, bootstrap resamples "
+            f"{settings.bootstrap}, seed {settings.seed}, alpha {settings.alpha}, confidence {settings.confidence}, "
+            f"baseline {settings.baseline or '(none: all pairs)'}")
+
+
+def render_markdown(comparison: Comparison, files: ReportFiles) -> str:
+    parts = [
+        "# Comparison report",
+        "",
+        f"Generated {datetime.now(UTC).isoformat(timespec='seconds')}. Settings: {_settings_line(comparison)}.",
+        "",
+    ]
+    for warning in comparison.warnings:
+        parts += [f"> **Warning:** {warning}", ""]
+    parts += ["## Primary endpoint", ""] + [f"- {sentence}" for sentence in headline(comparison)] + [""]
+    for benchmark in comparison.benchmarks:
+        parts += [f"## {benchmark.benchmark} ({len(benchmark.paired)} dialogues, {benchmark.rounds - 1} rounds)", ""]
+        for table in benchmark_tables(benchmark, comparison.settings):
+            parts += [f"### {table.title}", "", to_markdown(table), ""]
+    parts += ["## Plots", ""]
+    parts += [f"![{plot.stem}]({plot.name})" for plot in files.plots] + [""]
+    parts += ["## Runs", "", to_markdown(_plain_table(_RUN_HEADER, _run_rows(comparison))), ""]
+    parts += ["## Methods", ""] + [f"- {line}" for line in describe_methods(comparison.settings)] + [""]
+    parts += ["Files: `results.csv` (long format), `tests.csv` (every test), `table.tex`, `report.html`.", ""]
+    return "\n".join(parts)
+
+
+def _plain_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> Table:
+    return Table(title="", header=header, rows=tuple(tuple(Cell(value) for value in row) for row in rows))
+
+
+def _embedded_image(path: Path) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}">'
+
+
+def render_html(comparison: Comparison, files: ReportFiles) -> str:
+    """A single HTML file: inline CSS, plots as data: URLs, no scripts, no external resources."""
+    body = [
+        "<h1>Comparison report</h1>",
+        (f"<p>Generated {datetime.now(UTC).isoformat(timespec='seconds')}. Settings: "
+        f"{html.escape(_settings_line(comparison))}.</p>"),
+    ]
+    body += [f'<p class="warning"><b>Warning:</b> {html.escape(warning)}</p>' for warning in comparison.warnings]
+    body += ["<h2>Primary endpoint</h2>", "<ul>"]
+    body += [f"<li>{html.escape(sentence)}</li>" for sentence in headline(comparison)] + ["</ul>"]
+    by_name = {plot.name: plot for plot in files.plots}
+    for benchmark in comparison.benchmarks:
+        body.append(f"<h2>{html.escape(benchmark.benchmark)} ({len(benchmark.paired)} dialogues, "
+                    f"{benchmark.rounds - 1} rounds)</h2>")
+        for table in benchmark_tables(benchmark, comparison.settings):
+            body += [f"<h3>{html.escape(table.title)}</h3>", to_html(table)]
+    body.append("<h2>Plots</h2>")
+    body += ['<div class="plots">'] + [_embedded_image(by_name[name]) for name in by_name] + ["</div>"]
+    body += ["<h2>Runs</h2>", to_html(_plain_table(_RUN_HEADER, _run_rows(comparison)))]
+    body += ["<h2>Methods</h2>", '<ul class="methods">']
+    body += [f"<li>{html.escape(line)}</li>" for line in describe_methods(comparison.settings)] + ["</ul>"]
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>Comparison report</title>\n"
+        f"<style>{_CSS}</style>\n</head>\n<body>\n" + "\n".join(body) + "\n</body>\n</html>\n"
+    )
+
+
+def render_latex(comparison: Comparison) -> str:
+    """Per benchmark: the summary table and the primary metric per round (needs ``\\usepackage{booktabs}``)."""
+    parts = ["% Generated by `harness report`; needs \\usepackage{booktabs}.",
+             f"% Settings: {_settings_line(comparison)}"]
+    for benchmark in comparison.benchmarks:
+        parts += ["", to_latex(summary_table(benchmark, comparison.settings)), ""]
+        parts.append(to_latex(round_table(benchmark, "Hits@10", comparison.settings)))
+    return "\n".join(parts) + "\n"
+
+
+def _number(value: float) -> str:
+    return "" if value is None or math.isnan(value) else repr(float(value))
+
+
+def write_results_csv(comparison: Comparison, path: Path) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(RESULTS_COLUMNS)
+        for benchmark in comparison.benchmarks:
+            for system in benchmark.systems:
+                for metric, curves in benchmark.curves.items():
+                    curve = curves[system]
+                    for round_ in range(len(curve.values)):
+                        writer.writerow((system, benchmark.benchmark, round_, metric, _number(curve.values[round_]),
+                                         _number(curve.low[round_]), _number(curve.high[round_])))
+                for metric, estimates in benchmark.summary.items():
+                    if metric in benchmark.curves:
+                        continue  # already written per round
+                    estimate = estimates[system]
+                    writer.writerow((system, benchmark.benchmark, "", metric, _number(estimate.value),
+                                     _number(estimate.low), _number(estimate.high)))
+                if system in benchmark.degradation:
+                    rate = benchmark.degradation[system].rate
+                    for round_ in range(len(rate.values)):
+                        writer.writerow((system, benchmark.benchmark, round_, "Degradation", _number(rate.values[round_]),
+                                         _number(rate.low[round_]), _number(rate.high[round_])))
+
+
+def write_tests_csv(comparison: Comparison, path: Path) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(TESTS_COLUMNS)
+        for benchmark in comparison.benchmarks:
+            for test in benchmark.tests:
+                writer.writerow(tuple("" if getattr(test, column) is None else getattr(test, column)
+                                      for column in TESTS_COLUMNS))
