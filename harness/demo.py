@@ -59,5 +59,19 @@ def _run(root: Path, progress: bool) -> dict[str, dict]:
         results[label] = dict(result.metrics)
         click.echo(f"\n{label}: {result.metrics['dialogues']} dialogues -> {result.directory}")
         click.echo(format_round_table(result.metrics))
+    _write_report(root, [root / "runs" / retriever for retriever, _ in runs.values()], list(runs))
     click.echo(f"\n{BANNER}")
     return results
+
+
+def _write_report(root: Path, run_dirs: list[Path], labels: list[str]) -> None:
+    """Compare the demo's runs with the same `harness report` command a user runs."""
+    from harness.cli import main
+
+    arguments = [str(directory) for directory in run_dirs] + ["--out", str(root / "report")]
+    for label in labels:
+        arguments += ["--name", label.split(" ")[0]]
+    arguments += ["--permutations", "2000", "--bootstrap", "500"]
+    report = main.get_command(click.Context(main), "report")
+    assert report is not None
+    report.main(arguments, prog_name="harness report", standalone_mode=False)

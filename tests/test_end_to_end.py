@@ -93,6 +93,8 @@ def test_demo_runs_offline_and_reports_known_oracle_metrics(tmp_path):
     for label in ("blip (tiny, random weights)", "clip (tiny, random weights)"):
         assert results[label]["dialogues"] == 12 and len(results[label]["Hits@10"]) == 11
     assert run_demo(tmp_path / "demo", progress=False) == results
+    report = tmp_path / "demo" / "report"
+    assert (report / "report.html").is_file() and (report / "results.csv").is_file()
 
 
 def test_live_run_exported_and_replayed_gives_identical_ranks(tmp_path):
