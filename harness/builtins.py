@@ -6,6 +6,7 @@ BUILTINS: dict[str, dict[str, str]] = {
         "cocoft": "retrievers.dual_encoder:cocoft",
         "chatir": "retrievers.dual_encoder:chatir",
         "clip": "retrievers.dual_encoder:clip",
+        "dar": "retrievers.dar:build_dar",
         "oracle": "retrievers.fakes:build_oracle",
         "random": "retrievers.fakes:build_random",
     },
@@ -22,6 +23,12 @@ BUILTINS: dict[str, dict[str, str]] = {
         "replay": "simulators.fake_bots:build_replay_answerer",
         "scripted": "simulators.fake_bots:build_scripted_answerer",
     },
+    "generator": {
+        "hf-seq2seq": "simulators.hf_backends:Seq2SeqGenerator",
+        "hf-chat": "simulators.hf_backends:CausalChatGenerator",
+        "openai": "simulators.openai_backend:OpenAIChatGenerator",
+        "scripted": "simulators.fake_bots:ScriptedGenerator",
+    },
     "benchmark": {
         "visdial-val": "benchmarks.known:load_visdial_val",
         "chatgpt-blip2": "benchmarks.known:load_chatgpt_blip2",
@@ -36,5 +43,8 @@ BUILTINS: dict[str, dict[str, str]] = {
         "tiny-flan-t5": "simulators.tiny:write_tiny_flan_t5",
         "tiny-causal-lm": "simulators.tiny:write_tiny_causal_lm",
         "tiny-blip2": "simulators.tiny:write_tiny_blip2",
+        "tiny-sd3": "retrievers.tiny_diffusion:write_tiny_sd3",
+        "tiny-sd21": "retrievers.tiny_diffusion:write_tiny_sd21",
+        "tiny-sdxl": "retrievers.tiny_diffusion:write_tiny_sdxl",
     },
 }

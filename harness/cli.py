@@ -99,6 +99,10 @@ def _parse_argument(text: str) -> tuple[str, Any]:
         return key.strip().replace("-", "_"), value
 
 
+def _text(path: Path | None) -> str | None:
+    return str(path) if path is not None else None
+
+
 @main.command("run")
 @click.option("--config", "config_file", type=click.Path(path_type=Path, dir_okay=False), help="TOML or JSON file of run settings; flags override it.")
 @click.option("--retriever", help="Registered retriever name (see `harness list retriever`).")
@@ -114,6 +118,10 @@ def _parse_argument(text: str) -> tuple[str, Any]:
 @click.option("--answerer-arg", "answerer_arg", multiple=True, metavar="KEY=VALUE", help="Extra answerer argument (repeatable).")
 @click.option("--base-url", help="OpenAI-compatible endpoint for the openai bots (e.g. a vLLM server: http://localhost:8000/v1).")
 @click.option("--api-key-env", help="Environment variable holding the API key of the openai bots (default OPENAI_API_KEY).")
+@click.option("--dar-base", help="DAR: base encoder preset (zs, cocoft, chatir, clip).")
+@click.option("--dar-variant", type=click.Choice(["paper", "released"]), help="DAR: fusion variant (see README).")
+@click.option("--dar-queries", type=click.Path(path_type=Path, dir_okay=False, exists=True), help="DAR: reformulated-dialogue file supplying the captions.")
+@click.option("--dar-images", type=click.Path(path_type=Path, file_okay=False, exists=True), help="DAR: folder of pre-generated {dialogue_index}_{round}.jpg images.")
 @click.option("--benchmark", help="Known benchmark name (visdial-val, chatgpt-blip2, human-blip2, flan-blip2) or a ChatIR-format dialogue file.")
 @click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False), help="Folder in the upstream ChatIR layout (dialogues/, ChatIR_Protocol/).")
 @click.option("--search-space", type=click.Path(path_type=Path, dir_okay=False), help="Search-space JSON list (needed with a dialogue FILE; overrides the known one).")
@@ -140,6 +148,10 @@ def run_command(
     answerer_arg: tuple[str, ...],
     base_url: str | None,
     api_key_env: str | None,
+    dar_base: str | None,
+    dar_variant: str | None,
+    dar_queries: Path | None,
+    dar_images: Path | None,
     quiet: bool,
     **flags: Any,
 ) -> None:
@@ -151,6 +163,7 @@ def run_command(
     file_values = read_config_file(config_file) if config_file else {}
     flag_values = {key: value for key, value in flags.items() if value not in (None, ())}
     endpoint = {"base_url": base_url, "api_key_env": api_key_env}
+    dar_options = {"base": dar_base, "variant": dar_variant, "queries": _text(dar_queries), "images": _text(dar_images)}
     names = {role: flag_values.get(role, file_values.get(role)) for role in ("retriever", "questioner", "answerer")}
     for role, model, prompt, extra in (
         ("retriever", retriever_model, None, retriever_arg),
@@ -159,14 +172,18 @@ def run_command(
     ):
         arguments = dict(file_values.get(f"{role}_args", {}))
         arguments.update(_parse_argument(text) for text in extra)
-        overrides = {"model": model, "prompt": str(prompt) if prompt else None}
+        overrides = {"model": model, "prompt": _text(prompt)}
         if names[role] == "openai":
             overrides.update(endpoint)
+        if role == "retriever" and names[role] == "dar":
+            overrides.update(dar_options)
         arguments.update({key: value for key, value in overrides.items() if value is not None})
         if arguments:
             flag_values[f"{role}_args"] = arguments
     if (base_url or api_key_env) and "openai" not in (names["questioner"], names["answerer"]):
         raise click.UsageError("--base-url and --api-key-env apply to the openai questioner or answerer")
+    if any(value is not None for value in dar_options.values()) and names["retriever"] != "dar":
+        raise click.UsageError("the --dar-* options apply to --retriever dar")
     if quiet:
         flag_values["progress"] = False
     spec, overridden = build_spec(file_values, flag_values)
@@ -220,6 +237,7 @@ def demo_command(out: Path | None, quiet: bool) -> None:
         "encoder": "retrievers.cli:encoder",
         "ranking": "harness.bench:ranking",
         "live": "simulators.bench:live",
+        "dar": "retrievers.dar_bench:dar",
     },
 )
 def bench_group() -> None:

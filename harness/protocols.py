@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from PIL import Image
+
 from harness.types import Benchmark, DialogueState, RankBatch, SearchSpace
 
 
@@ -87,3 +89,40 @@ class DialogueSource(Protocol):
     def prepare(self, benchmark: Benchmark, context: RunContext) -> None: ...
 
     def next_turns(self, states: Sequence[DialogueState]) -> list[str | TurnFailure]: ...
+
+
+@runtime_checkable
+class TextGenerator(Protocol):
+    """A text model backend (seq2seq, causal chat, OpenAI-compatible endpoint) behind bots and DAR's
+    reformulation: text in, text out, in batches. ``identity()`` holds the model's identity and every decoding
+    parameter; a generation that failed for good is a ``TurnFailure`` in its place.
+
+        generator.load(context)
+        generator.generate(["prompt one", "prompt two"], seeds=[11, 12])
+    """
+
+    @property
+    def sampling(self) -> bool:
+        """True when outputs depend on the seed (temperature > 0): the seed then joins the cache key."""
+
+    def identity(self) -> Mapping[str, Any]: ...
+
+    def load(self, context: RunContext) -> None: ...
+
+    def generate(self, prompts: Sequence[str], seeds: Sequence[int]) -> list[str | TurnFailure]: ...
+
+
+@runtime_checkable
+class VisionGenerator(Protocol):
+    """A vision-language backend (BLIP-2, OpenAI-compatible vision chat): one image per prompt."""
+
+    @property
+    def sampling(self) -> bool: ...
+
+    def identity(self) -> Mapping[str, Any]: ...
+
+    def load(self, context: RunContext) -> None: ...
+
+    def generate(
+        self, prompts: Sequence[str], images: Sequence[Image.Image], seeds: Sequence[int]
+    ) -> list[str | TurnFailure]: ...

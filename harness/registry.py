@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-KINDS = ("retriever", "questioner", "answerer", "benchmark", "fixture")
+KINDS = ("retriever", "questioner", "answerer", "generator", "benchmark", "fixture")
 ENTRY_POINT_GROUPS = {kind: f"harness.{kind}s" for kind in KINDS}
 
 

@@ -102,6 +102,12 @@ class DualEncoderRetriever:
         )
         self._images = torch.from_numpy(matrix).to(device)
 
+    @property
+    def index(self) -> torch.Tensor | None:
+        """The (search space x D) image embedding matrix on the device, once prepared (fused retrievers rank
+        against it too)."""
+        return self._images
+
     def rank(self, states: Sequence[DialogueState]) -> RankBatch:
         """Encode every state's ``query_text`` (in batches of ``batch_size``) and rank the whole search space."""
         encoder = self._loaded()

@@ -18,12 +18,11 @@ from typing import Any
 
 from harness.hashing import derive_seed, sha256_file
 from harness.images import load_rgb
-from harness.protocols import RunContext, TurnFailure
+from harness.protocols import RunContext, TextGenerator, TurnFailure, VisionGenerator
 from harness.response_cache import ResponseCache
 from harness.turns import split_turn
 from harness.types import Benchmark, DialogueState
 from simulators.cleaning import clean_answer, clean_question
-from simulators.generators import TextGenerator, VisionGenerator
 from simulators.prompts import PromptTemplate, render_for_state
 
 

@@ -17,8 +17,7 @@ import pytest
 from PIL import Image
 
 from harness.errors import ConfigError, HarnessError
-from harness.protocols import RunContext, TurnFailure
-from simulators.generators import TextGenerator, VisionGenerator
+from harness.protocols import RunContext, TextGenerator, TurnFailure, VisionGenerator
 from simulators.openai_backend import Backoff, OpenAIChatGenerator, OpenAIVisionGenerator, parse_retry_after
 from tests.simulators.openai_server import FakeOpenAIServer, Fault, reply_for
 

@@ -1,0 +1,223 @@
+"""``harness bench dar``: images/s of DAR's generation path versus a naive one-prompt-at-a-time diffusers loop, and
+the image reuse of a run pair.
+
+    harness bench dar                                              # a tiny SD3 pipeline on the CPU, 64 px, 4 steps
+    harness bench dar --model DIR --device cuda --steps 28 --size 1024 --batch-size 8 --images 32
+    harness bench dar --model random:sd3-medium --device cuda --images 32 --batch-size 8   # no download needed
+
+Both paths use the same loaded pipeline, steps, guidance, size, dtype and seeds. Ours runs sub-batches of
+``--batch-size`` with one generator per image and writes every image to the content-addressed cache (its time
+includes the PNG writes); the naive loop calls the pipeline once per prompt. The cached path then runs again over
+the same prompts, which must draw nothing. On CUDA the figures include s/image and the fraction of the GPU's bf16
+peak reached, from ``--tflop-per-image`` (500 for SD3-Medium at 1024 px, 28 steps, classifier-free guidance) or,
+with ``--count-flops``, from a FLOP count of one image at the chosen settings.
+
+``random:sd3-medium`` writes the SD3-Medium architecture at full size with random weights (T5 left out, its
+embeddings zeros, as the pipeline allows: the transformer's work per step is unchanged) into ``--work-dir``.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+import numpy as np
+import torch
+
+from harness.devices import resolve_device
+from harness.image_cache import ImageCache
+from retrievers.diffusion import DTYPES, DiffusionGenerator, DiffusionSettings
+
+RANDOM_SD3_MEDIUM = "random:sd3-medium"
+# The published SD3-Medium transformer configuration (stabilityai/stable-diffusion-3-medium-diffusers).
+SD3_MEDIUM_TRANSFORMER = {
+    "sample_size": 128, "patch_size": 2, "in_channels": 16, "out_channels": 16, "num_layers": 24,
+    "attention_head_dim": 64, "num_attention_heads": 24, "joint_attention_dim": 4096, "caption_projection_dim": 1536,
+    "pooled_projection_dim": 2048, "pos_embed_max_size": 192,
+}
+_COLOURS = ("red", "blue", "green", "yellow", "black", "white", "orange", "purple")
+_THINGS = ("dog", "cat", "bus", "horse", "bicycle", "teapot", "kite", "boat", "pizza", "clock")
+_PLACES = ("on a beach", "in a kitchen", "on a city street", "in a field", "under a tree", "at night")
+
+
+def bench_prompts(count: int) -> list[str]:
+    """``count`` distinct, varied captions."""
+    prompts = [f"a {colour} {thing} {place}" for place in _PLACES for thing in _THINGS for colour in _COLOURS]
+    return [prompts[index % len(prompts)] + ("" if index < len(prompts) else f", view {index}") for index in range(count)]
+
+
+def _timed(function: Callable[[], object], device: str) -> tuple[float, object]:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    result = function()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return time.perf_counter() - start, result
+
+
+@click.command("dar")
+@click.option("--model", default=None, help=f"Pipeline directory, hub id or {RANDOM_SD3_MEDIUM}; default: a tiny SD3.")
+@click.option("--family", default="auto", show_default=True, type=click.Choice(["auto", "sd3", "sd21", "sdxl-turbo"]))
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
+@click.option("--dtype", default="auto", show_default=True, type=click.Choice(["auto", *DTYPES]))
+@click.option("--steps", type=int, default=None, help="Denoising steps (default: 4 on the tiny pipeline, else the family's).")
+@click.option("--size", type=int, default=None, help="Image height and width (default: 64 tiny, else the family's).")
+@click.option("--guidance", type=float, default=None, help="Guidance scale (default: the family's).")
+@click.option("--batch-size", default=4, show_default=True, help="Images per pipeline call on our path.")
+@click.option("--images", default=8, show_default=True, help="Images per timed pass.")
+@click.option("--tflop-per-image", type=float, default=500.0, show_default=True,
+              help="Work per image for the peak fraction on CUDA (SD3-Medium, 1024 px, 28 steps, CFG: about 500).")
+@click.option("--count-flops", is_flag=True, help="Count one image's FLOPs instead of using --tflop-per-image.")
+@click.option("--peak-tflops", type=float, default=989.0, show_default=True,
+              help="The GPU's dense bf16 peak (H100 SXM: 989).")
+@click.option("--work-dir", type=click.Path(path_type=Path), default=None,
+              help="Where the tiny or random pipeline and the bench cache go (default: a temporary folder).")
+def dar(model: str | None, family: str, device: str, dtype: str, steps: int | None, size: int | None,
+        guidance: float | None, batch_size: int, images: int, tflop_per_image: float, count_flops: bool,
+        peak_tflops: float, work_dir: Path | None) -> None:
+    """Time DAR's image generation (batched, per-image generators, cached) against a naive diffusers loop."""
+    device = resolve_device(device)
+    with tempfile.TemporaryDirectory(prefix="dar-bench-") as temporary:
+        work = Path(work_dir) if work_dir is not None else Path(temporary)
+        work.mkdir(parents=True, exist_ok=True)
+        source, tiny = _pipeline_source(model, work, device)
+        settings = DiffusionSettings(
+            model=source, family=family, dtype=dtype, batch_size=batch_size, guidance_scale=guidance,
+            steps=steps if steps is not None else (4 if tiny else None),
+            height=size if size is not None else (64 if tiny else None),
+            width=size if size is not None else (64 if tiny else None),
+        )
+        _run_bench(settings, device, images, work / "cache", tflop_per_image, count_flops, peak_tflops)
+
+
+def _pipeline_source(model: str | None, work: Path, device: str) -> tuple[str, bool]:
+    if model is None:
+        from retrievers.tiny_diffusion import write_tiny_sd3
+
+        return str(write_tiny_sd3(work / "tiny-sd3")), True
+    if model == RANDOM_SD3_MEDIUM:
+        target = work / "random-sd3-medium"
+        if not (target / "model_index.json").is_file():
+            click.echo(f"writing the SD3-Medium architecture with random weights to {target} ...")
+            write_random_sd3_medium(target, device)
+        return str(target), False
+    return model, False
+
+
+def _run_bench(settings: DiffusionSettings, device: str, count: int, cache_dir: Path, tflop_per_image: float,
+               count_flops: bool, peak_tflops: float) -> None:
+    generator = DiffusionGenerator(settings, device=device, progress=False)
+    resolved = generator.settings
+    load_time, pipeline = _timed(generator.load, device)
+    prompts = bench_prompts(count)
+    seeds = [request.seed for request in generator.requests(prompts)]
+    call = {"num_inference_steps": resolved.steps, "guidance_scale": resolved.guidance_scale,
+            "height": resolved.height, "width": resolved.width}
+    if resolved.negative_prompt is not None:
+        call["negative_prompt"] = resolved.negative_prompt
+
+    def naive() -> list:
+        images = []
+        for prompt, seed in zip(prompts, seeds):
+            with torch.inference_mode():
+                output = pipeline(prompt=prompt, generator=torch.Generator("cpu").manual_seed(seed), **call)
+            images.append(output.images[0])
+        return images
+
+    click.echo(f"{type(pipeline).__name__} from {resolved.model}: {resolved.steps} steps, guidance "
+               f"{resolved.guidance_scale}, {resolved.height}x{resolved.width} px, {generator.dtype} on {device} "
+               f"(torch threads {torch.get_num_threads()}); loaded in {load_time:.1f} s")
+    # Warm-up outside the timings: one full batch on our path, one image on the naive path.
+    generator.generate(prompts[:1] * resolved.batch_size, seeds[:1] * resolved.batch_size)
+    with torch.inference_mode():
+        pipeline(prompt=prompts[0], generator=torch.Generator("cpu").manual_seed(seeds[0]), **call)
+
+    cache = ImageCache(cache_dir)
+    before = generator.generated
+    ours_time, ours_images = _timed(lambda: generator.cached_generate(cache, prompts), device)
+    first_generated, first_hits = generator.generated - before, cache.hits
+    second_time, _ = _timed(lambda: generator.cached_generate(cache, prompts), device)
+    second_generated, second_hits = generator.generated - before - first_generated, cache.hits - first_hits
+    naive_time, naive_images = _timed(naive, device)
+
+    tflop = _count_tflop(generator, prompts[0], seeds[0]) if count_flops else tflop_per_image
+    rows = [("naive loop, one prompt per call", naive_time),
+            (f"ours, batches of {resolved.batch_size}, cached", ours_time)]
+    for name, seconds in rows:
+        line = f"{name:36s} {count / seconds:8.3f} images/s  ({seconds / count:.3f} s/image, {count} images)"
+        if device.startswith("cuda"):
+            reached = tflop * count / seconds
+            line += f"  {reached:.0f} TFLOP/s = {reached / peak_tflops:.1%} of {peak_tflops:.0f} bf16 peak"
+        click.echo(line)
+    click.echo(f"speed-up over the naive loop: {naive_time / ours_time:.2f}x")
+    if device.startswith("cuda"):
+        origin = "counted" if count_flops else "assumed (--tflop-per-image)"
+        click.echo(f"work per image: {tflop:.1f} TFLOP, {origin}")
+    difference = max(np.abs(np.asarray(a, dtype=np.int16) - np.asarray(b, dtype=np.int16)).max()
+                     for a, b in zip(ours_images, naive_images))
+    click.echo(f"largest pixel difference ours vs naive, same seeds: {difference} (batch-size rounding only)")
+    click.echo(f"cache reuse, run pair over the same {count} prompts: first pass generated {first_generated}, "
+               f"cache hits {first_hits}; second pass generated {second_generated}, cache hits {second_hits} "
+               f"({second_time:.2f} s)")
+
+
+def _count_tflop(generator: DiffusionGenerator, prompt: str, seed: int) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        generator._run(generator.pipeline, [prompt], [seed])
+    return counter.get_total_flops() / 1e12
+
+
+def write_random_sd3_medium(directory: Path, device: str) -> Path:
+    """The SD3-Medium pipeline architecture (2B transformer, CLIP-L and CLIP-G encoders, 16-channel VAE) with
+    random weights and in-code tokenizers, without T5; saved in bfloat16."""
+    from diffusers import (
+        AutoencoderKL,
+        FlowMatchEulerDiscreteScheduler,
+        SD3Transformer2DModel,
+        StableDiffusion3Pipeline,
+    )
+    from transformers import CLIPTextConfig, CLIPTextModelWithProjection
+
+    from retrievers.tiny_diffusion import clip_tokenizer
+
+    build_device = device if device.startswith("cuda") else "cpu"
+    tokenizer = clip_tokenizer()
+
+    def clip(hidden: int, layers: int, heads: int, activation: str) -> CLIPTextModelWithProjection:
+        config = CLIPTextConfig(
+            vocab_size=49408, hidden_size=hidden, intermediate_size=4 * hidden, num_hidden_layers=layers,
+            num_attention_heads=heads, max_position_embeddings=77, projection_dim=hidden, hidden_act=activation,
+            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+        return CLIPTextModelWithProjection(config)
+
+    with torch.device(build_device):
+        pipeline = StableDiffusion3Pipeline(
+            transformer=SD3Transformer2DModel(**SD3_MEDIUM_TRANSFORMER),
+            scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
+            vae=AutoencoderKL(
+                down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+                block_out_channels=(128, 256, 512, 512), layers_per_block=2, latent_channels=16,
+                scaling_factor=1.5305, shift_factor=0.0609, use_quant_conv=False, use_post_quant_conv=False,
+                sample_size=1024,
+            ),
+            text_encoder=clip(768, 12, 12, "quick_gelu"),
+            tokenizer=tokenizer,
+            text_encoder_2=clip(1280, 32, 20, "gelu"),
+            tokenizer_2=clip_tokenizer(),
+            text_encoder_3=None,
+            tokenizer_3=None,
+        )
+    pipeline.to(dtype=torch.bfloat16)
+    pipeline.save_pretrained(directory)
+    return Path(directory)
+
+

@@ -1,0 +1,132 @@
+"""ImageCache: round trip, one generation per distinct key, damaged entries detected and regenerated, atomic writes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from harness.image_cache import ImageCache
+
+
+def _image(value: int, size: tuple[int, int] = (12, 8)) -> Image.Image:
+    rng = np.random.default_rng(value)
+    return Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+
+
+def _pixels(image: Image.Image) -> np.ndarray:
+    return np.asarray(image)
+
+
+def _files(root: Path) -> list[str]:
+    return sorted(path.name for path in root.rglob("*") if path.is_file()) if root.exists() else []
+
+
+class Recorder:
+    """A generate callable that draws image ``100 + position`` and remembers every call."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[int]] = []
+
+    def __call__(self, positions: list[int]) -> list[Image.Image]:
+        self.calls.append(list(positions))
+        return [_image(100 + position) for position in positions]
+
+
+def test_key_is_stable_and_order_free() -> None:
+    assert ImageCache.key({"prompt": "a dog", "seed": 1}) == ImageCache.key({"seed": 1, "prompt": "a dog"})
+    assert ImageCache.key({"prompt": "a dog", "seed": 1}) != ImageCache.key({"prompt": "a dog", "seed": 2})
+
+
+def test_put_then_get_returns_the_same_pixels(tmp_path: Path) -> None:
+    cache = ImageCache(tmp_path)
+    key = cache.key({"prompt": "a dog", "seed": 1})
+    assert cache.get(key) is None
+    cache.put(key, _image(1))
+    stored = cache.get(key)
+    assert stored is not None and stored.size == (12, 8)
+    np.testing.assert_array_equal(_pixels(stored), _pixels(_image(1)))
+    assert cache.path(key).is_file() and cache.path(key).parent.parent == tmp_path / "images"
+
+
+def test_identical_keys_are_generated_once_and_cached_keys_never(tmp_path: Path) -> None:
+    cache = ImageCache(tmp_path)
+    keys = [cache.key({"prompt": prompt}) for prompt in ("a", "b", "a", "c", "b")]
+    cache.put(keys[3], _image(7))
+    generate = Recorder()
+    images = cache.get_or_generate(keys, generate)
+    assert generate.calls == [[0, 1]]  # the first position of "a" and of "b"; "c" was cached
+    assert (cache.hits, cache.misses) == (1, 2)
+    np.testing.assert_array_equal(_pixels(images[2]), _pixels(images[0]))
+    np.testing.assert_array_equal(_pixels(images[4]), _pixels(images[1]))
+    np.testing.assert_array_equal(_pixels(images[3]), _pixels(_image(7)))
+
+    again = cache.get_or_generate(keys, generate)
+    assert generate.calls == [[0, 1]]  # nothing generated the second time
+    assert (cache.hits, cache.misses) == (6, 2)
+    for first, second in zip(images, again):
+        np.testing.assert_array_equal(_pixels(first), _pixels(second))
+
+
+def test_generate_must_return_one_image_per_position(tmp_path: Path) -> None:
+    cache = ImageCache(tmp_path)
+    with pytest.raises(ValueError, match="1 images for 2 keys"):
+        cache.get_or_generate(["k1", "k2"], lambda positions: [_image(0)])
+    assert _files(cache.root) == []
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "other-image", "no-record", "bad-record", "wrong-key"])
+def test_damaged_entry_is_detected_deleted_and_regenerated(tmp_path: Path, damage: str) -> None:
+    cache = ImageCache(tmp_path)
+    key = cache.key({"prompt": "a dog"})
+    cache.put(key, _image(1))
+    png, record = cache.path(key), cache.path(key).with_suffix(".json")
+    if damage == "truncate":
+        png.write_bytes(png.read_bytes()[:40])
+    elif damage == "garbage":
+        png.write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(64))
+    elif damage == "other-image":  # a valid PNG, but not the one recorded
+        _image(2).save(png, format="PNG")
+    elif damage == "no-record":  # a crash between the PNG write and the digest write
+        record.unlink()
+    elif damage == "bad-record":
+        record.write_text("{not json")
+    else:
+        record.write_text(record.read_text().replace(key, "0" * 64))
+    assert cache.get(key) is None
+    assert not png.exists() and not record.exists()
+
+    generate = Recorder()
+    images = cache.get_or_generate([key], generate)
+    assert generate.calls == [[0]]
+    np.testing.assert_array_equal(_pixels(images[0]), _pixels(_image(100)))
+    np.testing.assert_array_equal(_pixels(cache.get(key)), _pixels(_image(100)))
+
+
+def test_failed_write_leaves_no_partial_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = ImageCache(tmp_path)
+    key = cache.key({"prompt": "a dog"})
+
+    def failing_fsync(descriptor: int) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    with pytest.raises(OSError, match="disk full"):
+        cache.put(key, _image(1))
+    assert _files(cache.root) == []  # neither the PNG nor a temporary file
+    monkeypatch.undo()
+    assert cache.get(key) is None
+
+
+def test_failed_generation_caches_nothing(tmp_path: Path) -> None:
+    cache = ImageCache(tmp_path)
+
+    def broken(positions: list[int]) -> list[Image.Image]:
+        raise RuntimeError("out of memory")
+
+    with pytest.raises(RuntimeError):
+        cache.get_or_generate(["k1", "k2"], broken)
+    assert _files(cache.root) == []
