@@ -47,11 +47,11 @@ class FusionSchedule:
         return self.early if round_ < self.switch_round else self.late
 
     @classmethod
-    def paper(cls) -> "FusionSchedule":
+    def paper(cls) -> FusionSchedule:
         return cls("embedding", (0.7, 0.3), (0.5, 0.5), switch_round=2, images_per_round=3)
 
     @classmethod
-    def released(cls) -> "FusionSchedule":
+    def released(cls) -> FusionSchedule:
         return cls("score", (0.8, 0.2), (0.5, 0.5), switch_round=2, images_per_round=1)
 
 

@@ -4,7 +4,7 @@ from harness.errors import ConfigError
 from harness.turns import format_dialogue, format_turn, split_turn
 from harness.types import DialogueState
 from simulators.cleaning import clean_answer, clean_question
-from simulators.prompts import format_dialogue, load_template, render_for_state
+from simulators.prompts import load_template, render_for_state
 
 
 def test_packaged_templates_load_and_render_every_field():

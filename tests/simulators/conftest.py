@@ -1,0 +1,117 @@
+"""Shared fixtures for the simulator tests: tiny seeded checkpoints of the bots' real transformers classes (written
+once per session with ``save_pretrained``), a few PNG images and a small benchmark over them, and a run context.
+
+Everything runs offline: the hub is switched off, and every model and tokenizer is built in code.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+os.environ["HF_HUB_OFFLINE"] = "1"  # before any test module imports transformers / huggingface_hub
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from harness.protocols import RunContext
+from harness.types import Benchmark, Dialogue, SearchSpace
+
+
+@pytest.fixture(autouse=True)
+def offline_hub(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep the hub unreachable even if another test module imported huggingface_hub before this conftest."""
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+
+
+@pytest.fixture(scope="session")
+def one_torch_thread() -> Iterator[None]:
+    """One torch CPU thread while tiny models run (restored at the end of the session). Their products are too
+    small for intra-op threads to help, and on a machine other jobs share, waiting threads slow them several-fold."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="session")
+def tiny_flan_t5(tmp_path_factory: pytest.TempPathFactory, one_torch_thread: None) -> Path:
+    from simulators.tiny import write_tiny_flan_t5
+
+    return write_tiny_flan_t5(tmp_path_factory.mktemp("tiny-flan-t5"), seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_flan_t5_other(tmp_path_factory: pytest.TempPathFactory, one_torch_thread: None) -> Path:
+    """The same tiny Flan-T5 with seed 1 (other weights, same files and sizes)."""
+    from simulators.tiny import write_tiny_flan_t5
+
+    return write_tiny_flan_t5(tmp_path_factory.mktemp("tiny-flan-t5-seed1"), seed=1)
+
+
+@pytest.fixture(scope="session")
+def tiny_causal_lm(tmp_path_factory: pytest.TempPathFactory, one_torch_thread: None) -> Path:
+    from simulators.tiny import write_tiny_causal_lm
+
+    return write_tiny_causal_lm(tmp_path_factory.mktemp("tiny-causal-lm"), seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_blip2(tmp_path_factory: pytest.TempPathFactory, one_torch_thread: None) -> Path:
+    """Tiny BLIP-2 over a tiny Flan-T5 language model."""
+    from simulators.tiny import write_tiny_blip2
+
+    return write_tiny_blip2(tmp_path_factory.mktemp("tiny-blip2"), seed=0, language_model="t5")
+
+
+@pytest.fixture(scope="session")
+def tiny_blip2_opt(tmp_path_factory: pytest.TempPathFactory, one_torch_thread: None) -> Path:
+    """Tiny BLIP-2 over a tiny OPT language model."""
+    from simulators.tiny import write_tiny_blip2
+
+    return write_tiny_blip2(tmp_path_factory.mktemp("tiny-blip2-opt"), seed=0, language_model="opt")
+
+
+@pytest.fixture(scope="session")
+def bot_image_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Five PNG files of different sizes and content (noise, a gradient, solid colours)."""
+    root = tmp_path_factory.mktemp("bot-images")
+    rng = np.random.default_rng(3)
+    for index in range(5):
+        height, width = 30 + 11 * index, 70 - 9 * index
+        if index % 3 == 0:
+            pixels = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+        elif index % 3 == 1:
+            ramp = np.linspace(0, 255, width).astype(np.uint8)
+            pixels = np.stack([np.tile(ramp, (height, 1))] * 3, axis=-1)
+        else:
+            pixels = np.full((height, width, 3), (index * 40, 180 - index * 30, 90), dtype=np.uint8)
+        Image.fromarray(pixels).save(root / f"img{index}.png")
+    return root
+
+
+@pytest.fixture(scope="session")
+def bot_benchmark(bot_image_root: Path) -> Benchmark:
+    """Five dialogues (one per image) with 0 to 2 recorded rounds and captions of different lengths."""
+    paths = tuple(sorted(path.name for path in bot_image_root.glob("*.png")))
+    turns = [
+        ("a red bus on a street",),
+        ("a dog", "is it big? yes"),
+        ("two people sitting at a table with food and cups", "is it indoors? yes", "how many plates? three"),
+        ("a blue square on a gray background", "where is it? on the left"),
+        ("a picture of a tree",),
+    ]
+    dialogues = tuple(Dialogue(f"d{index}", path, turns[index]) for index, path in enumerate(paths))
+    return Benchmark("bots-test", dialogues, SearchSpace(paths, bot_image_root))
+
+
+@pytest.fixture
+def bot_context(tmp_path: Path) -> RunContext:
+    return RunContext(device="cpu", cache_dir=tmp_path / "cache", seed=0, progress=False)
