@@ -13,12 +13,17 @@ Definitions (PROTOCOL.md section 4):
   dialogues of (ln(m_r + 1) + ln(m_{r+1} + 1)) / 2. Natural logarithm.
 - ``MRR`` per round: mean of 1 / (rank + 1).
 - ``MedR`` per round: median of the 1-based rank (rank + 1), so a perfect retriever has MedR 1.
+- ``Degradation`` (ADaFuSE's analysis, fused retrievers only): per round, the percentage of dialogues whose fused
+  rank is worse (higher) than the text-only rank of the same query; ``RankDrop``: the mean of (fused - text-only)
+  over those degraded dialogues (null in a round with none).
+- ``GateMean`` / ``GateCosineCorrelation`` (learned fusion only): per round, the mean gate value (the text weight)
+  and its Pearson correlation with the text/image cosine similarity (null where either is constant).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -80,4 +85,45 @@ def compute_metrics(ranks: Sequence[Sequence[int]] | np.ndarray, ks: Sequence[in
     metrics["MedR"] = median_rank(matrix).tolist()
     if matrix.shape[1] >= 2:
         metrics["BRI"] = bri(matrix)
+    return metrics
+
+
+def degradation(fused: np.ndarray, text_only: np.ndarray) -> tuple[list[float], list[float | None]]:
+    """Per round: % of dialogues the fusion made worse, and their mean rank drop (None where none were)."""
+    worse = fused > text_only
+    drop = np.where(worse, fused - text_only, 0)
+    counts = worse.sum(axis=0)
+    rates = (100.0 * worse.mean(axis=0)).tolist()
+    drops = [float(drop[:, r].sum() / counts[r]) if counts[r] else None for r in range(fused.shape[1])]
+    return rates, drops
+
+
+def _pearson(x: np.ndarray, y: np.ndarray) -> float | None:
+    if x.size < 2 or np.std(x) == 0 or np.std(y) == 0:
+        return None
+    return float(np.corrcoef(x, y)[0, 1])
+
+
+class _HasSides(Protocol):
+    ranks: Sequence[int]
+    side_ranks: Mapping[str, Sequence[int]]
+    side_values: Mapping[str, Sequence[float]]
+
+
+def side_metrics(records: Sequence[_HasSides]) -> dict[str, Any]:
+    """Degradation from ``text_only`` side ranks, gate statistics from ``gate`` and ``text_image_cosine`` side
+    values, where every record carries them."""
+    metrics: dict[str, Any] = {}
+    if records and all("text_only" in record.side_ranks for record in records):
+        rates, drops = degradation(
+            as_rank_matrix([record.ranks for record in records]),
+            as_rank_matrix([record.side_ranks["text_only"] for record in records]),
+        )
+        metrics["Degradation"] = rates
+        metrics["RankDrop"] = drops
+    if records and all({"gate", "text_image_cosine"} <= set(record.side_values) for record in records):
+        gates = np.asarray([record.side_values["gate"] for record in records], dtype=np.float64)
+        cosines = np.asarray([record.side_values["text_image_cosine"] for record in records], dtype=np.float64)
+        metrics["GateMean"] = gates.mean(axis=0).tolist()
+        metrics["GateCosineCorrelation"] = [_pearson(gates[:, r], cosines[:, r]) for r in range(gates.shape[1])]
     return metrics

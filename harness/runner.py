@@ -30,7 +30,7 @@ from harness.config import RunSpec
 from harness.devices import resolve_device
 from harness.errors import ConfigError, DataError, HarnessError
 from harness.executors import Executor, InProcessExecutor
-from harness.metrics import compute_metrics
+from harness.metrics import compute_metrics, side_metrics
 from harness.protocols import DialogueSource, Retriever, RunContext, TurnFailure
 from harness.registry import REGISTRY, ComponentRecord
 from harness.sources import LiveSource, ReplaySource
@@ -105,6 +105,7 @@ def evaluate_chunk(
     turns = {dialogue.dialogue_id: [dialogue.caption] for dialogue in dialogues}
     ranks: dict[str, list[int]] = {dialogue.dialogue_id: [] for dialogue in dialogues}
     side_ranks: dict[str, dict[str, list[int]]] = {dialogue.dialogue_id: {} for dialogue in dialogues}
+    side_values: dict[str, dict[str, list[float]]] = {dialogue.dialogue_id: {} for dialogue in dialogues}
     failures: dict[str, str] = {}
     running = list(dialogues)
     for round_ in range(rounds + 1):
@@ -134,12 +135,15 @@ def evaluate_chunk(
             ranks[dialogue.dialogue_id].append(int(rank))
             for name, values in batch.side_ranks.items():
                 side_ranks[dialogue.dialogue_id].setdefault(name, []).append(int(values[position]))
+            for name, floats in batch.side_values.items():
+                side_values[dialogue.dialogue_id].setdefault(name, []).append(float(floats[position]))
     return [
         RunRecord(
             dialogue_id=dialogue.dialogue_id,
             target=dialogue.target,
             ranks=tuple(ranks[dialogue.dialogue_id]),
             side_ranks={name: tuple(values) for name, values in side_ranks[dialogue.dialogue_id].items()},
+            side_values={name: tuple(values) for name, values in side_values[dialogue.dialogue_id].items()},
             dialog=tuple(turns[dialogue.dialogue_id]) if source.records_dialog else None,
             status="failed" if dialogue.dialogue_id in failures else "ok",
             error=failures.get(dialogue.dialogue_id),
@@ -219,6 +223,7 @@ def _finish(store: RunStore, dialogues: Sequence[Dialogue], evaluated: int, reus
     metrics: dict[str, Any] = {}
     if succeeded:
         metrics = compute_metrics([record.ranks for record in succeeded])
+        metrics.update(side_metrics(succeeded))
     metrics.update({"dialogues": len(succeeded), "failed_dialogues": failed})
     store.write_metrics(metrics)
     return RunResult(store.directory, metrics, evaluated=evaluated, reused=reused, failed=len(failed))

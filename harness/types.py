@@ -117,10 +117,12 @@ class DialogueState:
 @dataclass(frozen=True)
 class RankBatch:
     """A retriever's answer for a batch of states: the target's 0-based rank per state, plus named side ranks
-    (for example ``text_only`` for fused retrievers) aligned with ``ranks``."""
+    (``text_only`` for fused retrievers) and named per-state diagnostics (``gate``, ``text_image_cosine`` for learned
+    fusion), each aligned with ``ranks``."""
 
     ranks: tuple[int, ...]
     side_ranks: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    side_values: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -131,6 +133,7 @@ class RunRecord:
     target: str
     ranks: tuple[int, ...]
     side_ranks: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    side_values: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
     dialog: tuple[str, ...] | None = None
     status: str = "ok"
     error: str | None = None
@@ -144,6 +147,8 @@ class RunRecord:
         }
         if self.side_ranks:
             payload["side_ranks"] = {name: list(values) for name, values in self.side_ranks.items()}
+        if self.side_values:
+            payload["side_values"] = {name: list(values) for name, values in self.side_values.items()}
         if self.dialog is not None:
             payload["dialog"] = list(self.dialog)
         if self.error is not None:
@@ -158,6 +163,7 @@ class RunRecord:
             target=payload["target"],
             ranks=tuple(int(rank) for rank in payload["ranks"]),
             side_ranks={name: tuple(values) for name, values in payload.get("side_ranks", {}).items()},
+            side_values={name: tuple(values) for name, values in payload.get("side_values", {}).items()},
             dialog=tuple(payload["dialog"]) if "dialog" in payload else None,
             status=payload.get("status", "ok"),
             error=payload.get("error"),

@@ -43,3 +43,27 @@ def test_compute_metrics_keys_and_monotone_hits():
 def test_negative_ranks_are_rejected():
     with pytest.raises(ValueError, match="negative"):
         compute_metrics([[0, -1]])
+
+
+def test_degradation_counts_worse_fused_ranks_and_their_mean_drop():
+    from harness.metrics import degradation
+
+    fused = np.array([[5, 100], [3, 3], [0, 50]])
+    text = np.array([[4, 10], [3, 1], [0, 60]])
+    rates, drops = degradation(fused, text)
+    assert rates == pytest.approx([100 / 3, 200 / 3])
+    assert drops == [1.0, (90 + 2) / 2]
+    assert degradation(text, text) == ([0.0, 0.0], [None, None])
+
+
+def test_side_metrics_need_every_record_to_carry_the_sides():
+    from harness.metrics import side_metrics
+    from harness.types import RunRecord
+
+    with_sides = [RunRecord("0", "a", (5, 1), {"text_only": (4, 1)}, {"gate": (0.8, 0.6), "text_image_cosine": (0.1, 0.3)}),
+                  RunRecord("1", "b", (2, 2), {"text_only": (2, 3)}, {"gate": (0.7, 0.9), "text_image_cosine": (0.2, 0.5)})]
+    metrics = side_metrics(with_sides)
+    assert metrics["Degradation"] == [50.0, 0.0] and metrics["RankDrop"] == [1.0, None]
+    assert metrics["GateMean"] == pytest.approx([0.75, 0.75])
+    assert metrics["GateCosineCorrelation"] == pytest.approx([-1.0, 1.0])
+    assert side_metrics([RunRecord("0", "a", (1,))]) == {}

@@ -85,6 +85,9 @@ def test_query_file_with_image_weight_zero_equals_the_base_retriever_replay(synt
     assert released.exit_code == 0, released.output
     assert all(line["side_ranks"]["text_only"] == base_line["ranks"]
                for line, base_line in zip(lines("released"), lines("base")))
+    metrics = json.loads((tmp_path / "released" / "metrics.json").read_text())
+    assert len(metrics["Degradation"]) == 3 and len(metrics["RankDrop"]) == 3
+    assert "Degradation" not in json.loads((tmp_path / "base" / "metrics.json").read_text())
     (images / "2_1.jpg").unlink()
     with pytest.raises(DataError, match="2_1.jpg"):
         prepared(build_dar(base="cocoft", model=str(blips[0]), variant="released", queries=str(synthetic.dialogue_file),
