@@ -1,9 +1,9 @@
 """``harness demo``: a fully offline pipeline check on a CPU.
 
-It writes a small synthetic benchmark of real PNG files and tiny BLIP and CLIP models of the real transformers
-classes with RANDOM weights, then evaluates them through the same code path as a real run (loading the model from
-a directory, indexing the search space through the embedding cache, ranking, writing run directories). The numbers
-it prints check the plumbing; they are not results.
+It writes a small synthetic benchmark of real PNG files and tiny models of the real transformers and diffusers
+classes with RANDOM weights (BLIP, CLIP, a Flan-T5 questioner, a BLIP-2 answerer, a Stable Diffusion 2.1 pipeline),
+then evaluates them through the same code paths as real runs: replay with BLIP and CLIP, a live dialogue run, a
+DAR run, and a report comparing them all. The numbers it prints check the plumbing; they are not results.
 """
 
 from __future__ import annotations
@@ -33,23 +33,44 @@ def _run(root: Path, progress: bool) -> dict[str, dict]:
     click.echo(BANNER)
     synthetic = REGISTRY.resolve("fixture", "synthetic-benchmark")(root / "benchmark")
     models = {
-        "tiny-blip": REGISTRY.resolve("fixture", "tiny-blip")(root / "models" / "tiny-blip"),
-        "tiny-clip": REGISTRY.resolve("fixture", "tiny-clip")(root / "models" / "tiny-clip"),
+        name: REGISTRY.resolve("fixture", name)(root / "models" / name)
+        for name in ("tiny-blip", "tiny-clip", "tiny-flan-t5", "tiny-blip2", "tiny-sd21")
     }
-    runs = {
-        "oracle": ("oracle", {}),
-        "blip (tiny, random weights)": ("zs", {"model": str(models["tiny-blip"])}),
-        "clip (tiny, random weights)": ("clip", {"model": str(models["tiny-clip"])}),
+    blip = {"model": str(models["tiny-blip"])}
+    live = {
+        "questioner": "flan",
+        "questioner_args": {"model": str(models["tiny-flan-t5"])},
+        "answerer": "blip2",
+        "answerer_args": {"model": str(models["tiny-blip2"])},
+    }
+    dar = {
+        **blip,
+        "base": "zs",
+        "variant": "released",
+        "llm": "hf-seq2seq",
+        "llm_args": {"model": str(models["tiny-flan-t5"])},
+        "diffusion_model": str(models["tiny-sd21"]),
+        "size": 32,
+        "steps": 2,
+        "diffusion_batch_size": 8,
+    }
+    runs: dict[str, tuple[str, str, dict, dict]] = {
+        "oracle": ("oracle", "oracle", {}, {}),
+        "blip (tiny, random weights)": ("blip", "zs", blip, {}),
+        "clip (tiny, random weights)": ("clip", "clip", {"model": str(models["tiny-clip"])}, {}),
+        "live: tiny flan questioner + tiny blip2 answerer, tiny blip": ("live", "zs", blip, live),
+        "dar (released) over tiny blip, tiny sd2.1": ("dar", "dar", dar, {}),
     }
     results: dict[str, dict] = {}
-    for label, (retriever, arguments) in runs.items():
+    for label, (name, retriever, arguments, bots) in runs.items():
         spec = RunSpec(
             retriever=retriever,
             retriever_args=arguments,
+            **bots,
             benchmark=str(synthetic.dialogue_file),
             search_space=synthetic.search_space_file,
             image_root=synthetic.image_root,
-            out=root / "runs" / retriever,
+            out=root / "runs" / name,
             device="cpu",
             batch_size=8,
             cache_dir=root / "cache",
@@ -59,18 +80,18 @@ def _run(root: Path, progress: bool) -> dict[str, dict]:
         results[label] = dict(result.metrics)
         click.echo(f"\n{label}: {result.metrics['dialogues']} dialogues -> {result.directory}")
         click.echo(format_round_table(result.metrics))
-    _write_report(root, [root / "runs" / retriever for retriever, _ in runs.values()], list(runs))
+    _write_report(root, [root / "runs" / name for name, *_ in runs.values()], [name for name, *_ in runs.values()])
     click.echo(f"\n{BANNER}")
     return results
 
 
-def _write_report(root: Path, run_dirs: list[Path], labels: list[str]) -> None:
+def _write_report(root: Path, run_dirs: list[Path], names: list[str]) -> None:
     """Compare the demo's runs with the same `harness report` command a user runs."""
     from harness.cli import main
 
     arguments = [str(directory) for directory in run_dirs] + ["--out", str(root / "report")]
-    for label in labels:
-        arguments += ["--name", label.split(" ")[0]]
+    for label in names:
+        arguments += ["--name", label]
     arguments += ["--permutations", "2000", "--bootstrap", "500"]
     report = main.get_command(click.Context(main), "report")
     assert report is not None

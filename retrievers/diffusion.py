@@ -24,6 +24,7 @@ prompt use replicates 0..K-1, and a run that finds every image cached never load
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -191,6 +192,9 @@ class DiffusionGenerator:
         if settings.scheduler is not None:
             pipeline.scheduler = self._scheduler(pipeline.scheduler)
         pipeline.set_progress_bar_config(disable=True)
+        # The pipelines log every prompt cut at their text encoder's 77 tokens, quoting the cut text, once per batch;
+        # dialogue-length captions are cut routinely, so only errors of this pipeline's module are logged.
+        logging.getLogger(type(pipeline).__module__).setLevel(logging.ERROR)
         self.pipeline = pipeline.to(self.device)
         return self.pipeline
 

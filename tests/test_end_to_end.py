@@ -90,8 +90,13 @@ def test_demo_runs_offline_and_reports_known_oracle_metrics(tmp_path):
 
     results = run_demo(tmp_path / "demo", progress=False)
     assert results["oracle"]["Hits@10"] == [0.0] * 4 + [100.0] * 7
-    for label in ("blip (tiny, random weights)", "clip (tiny, random weights)"):
-        assert results[label]["dialogues"] == 12 and len(results[label]["Hits@10"]) == 11
+    assert len(results) == 5
+    for label, metrics in results.items():
+        assert metrics["dialogues"] == 12 and len(metrics["Hits@10"]) == 11, label
+    dar = next(metrics for label, metrics in results.items() if label.startswith("dar"))
+    assert len(dar["Degradation"]) == 11
+    live = json.loads((tmp_path / "demo" / "runs" / "live" / "ranks.jsonl").read_text().splitlines()[0])
+    assert len(live["dialog"]) == 11
     assert run_demo(tmp_path / "demo", progress=False) == results
     report = tmp_path / "demo" / "report"
     assert (report / "report.html").is_file() and (report / "results.csv").is_file()
