@@ -194,7 +194,7 @@ def measure_live(
             questioner.prepare(benchmark, context)
             answerer.prepare(benchmark, context)
             for bot in (questioner, answerer):
-                bot._cache = NoReuseCache(context.cache_dir)  # the bots have no public switch for this
+                bot.use_cache(NoReuseCache(context.cache_dir))
             _warm_up(questioner, answerer, benchmark)
             timings.append(run_loop(questioner, answerer, benchmark, rounds, group_size))
     return LiveBench(*timings)

@@ -60,6 +60,10 @@ class _CachedBot:
         decoding = {"seed": seed} if self.generator.sampling else {}
         return self._cache.key(model=self.generator.identity(), prompt=prompt, decoding=decoding)
 
+    def use_cache(self, cache: ResponseCache) -> None:
+        """Replace the response cache ``prepare`` opened (benchmarks use one that never reuses a response)."""
+        self._cache = cache
+
     @property
     def cache(self) -> ResponseCache:
         if self._cache is None:
