@@ -23,6 +23,7 @@ from typing import Any
 from PIL import Image
 
 from harness.atomic import atomic_write_bytes, atomic_write_text
+from harness.cache_fill import fill_missing
 from harness.hashing import stable_hash
 
 Generate = Callable[[list[int]], Sequence[Image.Image]]
@@ -79,23 +80,10 @@ class ImageCache:
         """Cached images for ``keys``; ``generate(positions)`` is called once, with the positions of the distinct
         missing keys (the first position of each), and must return one image per position, in order. Nothing is
         called when every key is cached."""
-        images: list[Image.Image | None] = [self.get(key) for key in keys]
-        first_missing: dict[str, int] = {}
-        for index, (key, image) in enumerate(zip(keys, images)):
-            if image is None and key not in first_missing:
-                first_missing[key] = index
-        self.hits += sum(image is not None for image in images)
-        self.misses += len(first_missing)
-        if first_missing:
-            positions = list(first_missing.values())
-            generated = list(generate(positions))
-            if len(generated) != len(positions):
-                raise ValueError(f"generate returned {len(generated)} images for {len(positions)} keys")
-            by_key = dict(zip(first_missing, generated))
-            for key, image in by_key.items():
-                self.put(key, image)
-            images = [by_key[key] if image is None else image for key, image in zip(keys, images)]
-        return images  # type: ignore[return-value]
+        filled = fill_missing(keys, self.get, generate, self.put)
+        self.hits += filled.hits
+        self.misses += filled.computed
+        return filled.outputs
 
     def _record_path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.json"

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.atomic import atomic_write_text
+from harness.cache_fill import fill_missing
 from harness.hashing import canonical_json, stable_hash
 from harness.protocols import TurnFailure
 
@@ -49,24 +50,10 @@ class ResponseCache:
     def get_or_compute(self, keys: Sequence[str], compute: Callable[[list[int]], Sequence[Output]]) -> list[Output]:
         """Cached outputs for ``keys``; ``compute(indexes)`` is called once with the positions of the distinct
         missing keys and must return one output per position, in order."""
-        outputs: list[Output | None] = [self.get(key) for key in keys]
-        first_missing: dict[str, int] = {}
-        for index, (key, output) in enumerate(zip(keys, outputs)):
-            if output is None and key not in first_missing:
-                first_missing[key] = index
-        self.hits += sum(output is not None for output in outputs)
-        self.misses += len(first_missing)
-        if first_missing:
-            positions = list(first_missing.values())
-            computed = list(compute(positions))
-            if len(computed) != len(positions):
-                raise ValueError(f"compute returned {len(computed)} outputs for {len(positions)} prompts")
-            by_key = dict(zip(first_missing, computed))
-            for key, output in by_key.items():
-                if isinstance(output, str):
-                    self.put(key, output)
-            outputs = [by_key[key] if output is None else output for key, output in zip(keys, outputs)]
-        return outputs  # type: ignore[return-value]
+        filled = fill_missing(keys, self.get, compute, self.put, should_store=lambda output: isinstance(output, str))
+        self.hits += filled.hits
+        self.misses += filled.computed
+        return filled.outputs
 
     def _path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.json"

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.atomic import atomic_save_array
+from harness.cache_fill import fill_missing
 
 
 class VectorCache:
@@ -33,22 +34,11 @@ class VectorCache:
     def get_or_compute(self, keys: Sequence[str], compute: Callable[[list[int]], np.ndarray]) -> np.ndarray:
         """(len(keys), D) float32; ``compute(positions)`` gets the positions of the distinct missing keys and returns
         their vectors as rows, in order."""
-        found = [self.get(key) for key in keys]
-        first_missing: dict[str, int] = {}
-        for index, (key, vector) in enumerate(zip(keys, found)):
-            if vector is None and key not in first_missing:
-                first_missing[key] = index
-        self.hits += sum(vector is not None for vector in found)
-        self.misses += len(first_missing)
-        if first_missing:
-            computed = np.asarray(compute(list(first_missing.values())), dtype=np.float32)
-            if computed.shape[0] != len(first_missing):
-                raise ValueError(f"compute returned {computed.shape[0]} vectors for {len(first_missing)} keys")
-            by_key = dict(zip(first_missing, computed))
-            for key, vector in by_key.items():
-                atomic_save_array(self._path(key), vector)
-            found = [by_key[key] if vector is None else vector for key, vector in zip(keys, found)]
-        return np.stack(found).astype(np.float32) if found else np.zeros((0, 0), dtype=np.float32)
+        filled = fill_missing(keys, self.get, lambda missing: list(np.asarray(compute(missing), dtype=np.float32)),
+                              lambda key, vector: atomic_save_array(self._path(key), vector))
+        self.hits += filled.hits
+        self.misses += filled.computed
+        return np.stack(filled.outputs).astype(np.float32) if keys else np.zeros((0, 0), dtype=np.float32)
 
     def _path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.npy"

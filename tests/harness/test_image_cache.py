@@ -73,7 +73,7 @@ def test_identical_keys_are_generated_once_and_cached_keys_never(tmp_path: Path)
 
 def test_generate_must_return_one_image_per_position(tmp_path: Path) -> None:
     cache = ImageCache(tmp_path)
-    with pytest.raises(ValueError, match="1 images for 2 keys"):
+    with pytest.raises(ValueError, match="computed 1 outputs for 2 missing keys"):
         cache.get_or_generate(["k1", "k2"], lambda positions: [_image(0)])
     assert _files(cache.root) == []
 

@@ -6,10 +6,7 @@ Everything runs offline: the hub is switched off before transformers is used, an
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-
-os.environ["HF_HUB_OFFLINE"] = "1"  # before any test module imports transformers / huggingface_hub
 
 import numpy as np
 import pytest
@@ -21,15 +18,6 @@ from harness.types import SearchSpace
 from retrievers.tiny import write_tiny_blip, write_tiny_clip
 
 from .original_format import original_state_dict
-
-
-@pytest.fixture(autouse=True)
-def offline_hub(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Keep the hub unreachable even if another test module imported huggingface_hub before this conftest."""
-    import huggingface_hub.constants
-
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
 
 
 @pytest.fixture(scope="session")

@@ -6,11 +6,8 @@ Everything runs offline: the hub is switched off, and every model and tokenizer 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
-
-os.environ["HF_HUB_OFFLINE"] = "1"  # before any test module imports transformers / huggingface_hub
 
 import numpy as np
 import pytest
@@ -18,15 +15,6 @@ from PIL import Image
 
 from harness.protocols import RunContext
 from harness.types import Benchmark, Dialogue, SearchSpace
-
-
-@pytest.fixture(autouse=True)
-def offline_hub(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Keep the hub unreachable even if another test module imported huggingface_hub before this conftest."""
-    import huggingface_hub.constants
-
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
 
 
 @pytest.fixture(scope="session")
