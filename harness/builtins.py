@@ -7,6 +7,7 @@ BUILTINS: dict[str, dict[str, str]] = {
         "chatir": "retrievers.dual_encoder:chatir",
         "clip": "retrievers.dual_encoder:clip",
         "dar": "retrievers.dar:build_dar",
+        "adafuse": "retrievers.dar:build_adafuse",
         "oracle": "retrievers.fakes:build_oracle",
         "random": "retrievers.fakes:build_random",
     },

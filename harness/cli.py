@@ -27,6 +27,8 @@ from harness.errors import HarnessError
 from harness.registry import KINDS, REGISTRY, RegistryError
 
 log = logging.getLogger("harness")
+# Retrievers built on DAR's pipeline (reformulation, generated images): the --dar-* options apply to them.
+DAR_PIPELINES = ("dar", "adafuse")
 
 
 class LazyGroup(click.Group):
@@ -71,6 +73,7 @@ class HarnessGroup(LazyGroup):
         "convert": "retrievers.cli:convert",
         "report": "reports.cli:report",
         "export": "reports.cli:export",
+        "train": "retrievers.train_cli:train",
     },
 )
 @click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
@@ -89,7 +92,8 @@ def list_command(kind: str | None) -> None:
             click.echo(f"  {name:<22} {REGISTRY.describe(each_kind, name)}")
 
 
-def _parse_argument(text: str) -> tuple[str, Any]:
+def parse_argument(text: str) -> tuple[str, Any]:
+    """A ``KEY=VALUE`` option: the value as JSON where it parses (numbers, lists, objects), else as text."""
     key, separator, value = text.partition("=")
     if not separator or not key:
         raise click.BadParameter(f"{text!r} is not KEY=VALUE")
@@ -122,6 +126,7 @@ def _text(path: Path | None) -> str | None:
 @click.option("--dar-variant", type=click.Choice(["paper", "released"]), help="DAR: fusion variant (see README).")
 @click.option("--dar-queries", type=click.Path(path_type=Path, dir_okay=False, exists=True), help="DAR: reformulated-dialogue file supplying the captions.")
 @click.option("--dar-images", type=click.Path(path_type=Path, file_okay=False, exists=True), help="DAR: folder of pre-generated {dialogue_index}_{round}.jpg images.")
+@click.option("--fusion-checkpoint", type=click.Path(path_type=Path, exists=True), help="ADaFuSE: `harness train adafuse` output folder (or its best/); the --dar-* options apply too.")
 @click.option("--benchmark", help="Known benchmark name (visdial-val, chatgpt-blip2, human-blip2, flan-blip2) or a ChatIR-format dialogue file.")
 @click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False), help="Folder in the upstream ChatIR layout (dialogues/, ChatIR_Protocol/).")
 @click.option("--search-space", type=click.Path(path_type=Path, dir_okay=False), help="Search-space JSON list (needed with a dialogue FILE; overrides the known one).")
@@ -135,6 +140,10 @@ def _text(path: Path | None) -> str | None:
 @click.option("--limit", type=int, help="Evaluate only the first N dialogues.")
 @click.option("--cache-dir", type=click.Path(path_type=Path, file_okay=False), help="Shared cache of embeddings (default $HARNESS_CACHE or ~/.cache/itir-harness).")
 @click.option("--plugin", "plugins", multiple=True, help="Module or .py file to import first (registers plug-ins).")
+@click.option("--executor", type=click.Choice(["in-process", "ray"]), help="Where chunks run (default in-process; ray needs `pip install 'itir-harness[ray]'`).")
+@click.option("--ray-address", help="Ray cluster to join (auto, ray://host:10001; default: the connected one, else a local one).")
+@click.option("--workers", type=int, help="Ray workers (default: fill the cluster).")
+@click.option("--gpus-per-worker", type=float, help="GPUs each Ray worker reserves; fractions let small models share a GPU (default 0).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def run_command(
     config_file: Path | None,
@@ -152,6 +161,7 @@ def run_command(
     dar_variant: str | None,
     dar_queries: Path | None,
     dar_images: Path | None,
+    fusion_checkpoint: Path | None,
     quiet: bool,
     **flags: Any,
 ) -> None:
@@ -171,19 +181,23 @@ def run_command(
         ("answerer", answerer_model, answerer_prompt, answerer_arg),
     ):
         arguments = dict(file_values.get(f"{role}_args", {}))
-        arguments.update(_parse_argument(text) for text in extra)
+        arguments.update(parse_argument(text) for text in extra)
         overrides = {"model": model, "prompt": _text(prompt)}
         if names[role] == "openai":
             overrides.update(endpoint)
-        if role == "retriever" and names[role] == "dar":
+        if role == "retriever" and names[role] in DAR_PIPELINES:
             overrides.update(dar_options)
+        if role == "retriever" and names[role] == "adafuse":
+            overrides["fusion_checkpoint"] = _text(fusion_checkpoint)
         arguments.update({key: value for key, value in overrides.items() if value is not None})
         if arguments:
             flag_values[f"{role}_args"] = arguments
     if (base_url or api_key_env) and "openai" not in (names["questioner"], names["answerer"]):
         raise click.UsageError("--base-url and --api-key-env apply to the openai questioner or answerer")
-    if any(value is not None for value in dar_options.values()) and names["retriever"] != "dar":
-        raise click.UsageError("the --dar-* options apply to --retriever dar")
+    if any(value is not None for value in dar_options.values()) and names["retriever"] not in DAR_PIPELINES:
+        raise click.UsageError("the --dar-* options apply to --retriever dar or adafuse")
+    if fusion_checkpoint is not None and names["retriever"] != "adafuse":
+        raise click.UsageError("--fusion-checkpoint applies to --retriever adafuse")
     if quiet:
         flag_values["progress"] = False
     spec, overridden = build_spec(file_values, flag_values)
@@ -230,15 +244,33 @@ def demo_command(out: Path | None, quiet: bool) -> None:
     run_demo(out, progress=not quiet)
 
 
+@main.group("dar", cls=LazyGroup, lazy_subcommands={"generate": "retrievers.dar_generate:generate"})
+def dar_group() -> None:
+    """DAR jobs apart from retrieval: `generate` draws every image DAR runs will need into the shared cache."""
+
+
+class StagesByDefault(LazyGroup):
+    """``harness bench --retriever dar ...`` (options and no subcommand) means ``harness bench stages ...``."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0].startswith("-") and args[0] not in ctx.help_option_names:
+            args = ["stages", *args]
+        return super().parse_args(ctx, args)
+
+
 @main.group(
     "bench",
-    cls=LazyGroup,
+    cls=StagesByDefault,
     lazy_subcommands={
+        "stages": "harness.stage_bench:stages",
         "encoder": "retrievers.cli:encoder",
         "ranking": "harness.bench:ranking",
         "live": "simulators.bench:live",
         "dar": "retrievers.dar_bench:dar",
+        "adafuse": "retrievers.adafuse_bench:adafuse",
     },
 )
 def bench_group() -> None:
-    """Measure throughput: `ranking` (exact search vs a full argsort), `encoder` (BLIP text/image encoding)."""
+    """Measure throughput on this machine. With options and no subcommand (`harness bench --retriever dar
+    --questioner flan --answerer blip2`): every stage of the configured evaluation and its projected wall time
+    (`stages`). Single stages: `ranking`, `encoder`, `live`, `dar` (image generation), `adafuse` (training)."""

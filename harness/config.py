@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import ConfigError
+from harness.executors import EXECUTORS
 
 QUERY_MODES = ("join", "entry")
 DEVICES_HELP = "cpu, cuda, cuda:N or auto"
@@ -56,6 +57,11 @@ class RunSpec:
     cache_dir: Path = field(default_factory=default_cache_dir)
     plugins: tuple[str, ...] = ()
     progress: bool = True
+    # Where chunks run: not part of the identity, so a run started in-process can resume on Ray and back.
+    executor: str = "in-process"
+    ray_address: str | None = None
+    workers: int | None = None
+    gpus_per_worker: float = 0.0
 
     def __post_init__(self) -> None:
         if self.rounds < 0:
@@ -66,6 +72,14 @@ class RunSpec:
             raise ConfigError(f"query_mode must be one of {', '.join(QUERY_MODES)}, got {self.query_mode!r}")
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"limit must be at least 1, got {self.limit}")
+        if self.executor not in EXECUTORS:
+            raise ConfigError(f"executor must be one of {', '.join(EXECUTORS)}, got {self.executor!r}")
+        if self.workers is not None and self.workers < 1:
+            raise ConfigError(f"workers must be at least 1, got {self.workers}")
+        if self.gpus_per_worker < 0:
+            raise ConfigError(f"gpus_per_worker must be 0 or more, got {self.gpus_per_worker}")
+        if self.executor != "ray" and (self.ray_address is not None or self.workers is not None or self.gpus_per_worker):
+            raise ConfigError("ray_address, workers and gpus_per_worker apply to the ray executor (--executor ray)")
         if (self.questioner is None) != (self.answerer is None):
             raise ConfigError(
                 "a live run needs both --questioner and --answerer (use `replay` for the recorded side, e.g. "

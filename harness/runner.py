@@ -10,14 +10,21 @@
 For every chunk of ``batch_size`` dialogues, round 0 ranks the captions; each later round asks the dialogue source
 for the next turn of every running dialogue (one batched call), then ranks all of them (one batched call). A chunk's
 records are appended to ``ranks.jsonl`` as soon as it finishes, so an interrupted run resumes where it stopped.
+
+Chunks run on an executor (``spec.executor``: in-process by default, or ``ray``). The driver always opens the store,
+builds and prepares the components first (so the search-space index and other shared caches are filled once, and
+the manifest records what was built), then hands the executor a ``ChunkWorkerFactory``: in this process it reuses
+the prepared components; pickled to a Ray worker it rebuilds them there from the spec, once per worker.
 """
 
 from __future__ import annotations
 
+import gc
+import json
 import logging
 import platform
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
@@ -29,7 +36,7 @@ from tqdm.auto import tqdm
 from harness.config import RunSpec
 from harness.devices import resolve_device
 from harness.errors import ConfigError, DataError, HarnessError
-from harness.executors import Executor, InProcessExecutor
+from harness.executors import Executor, make_executor
 from harness.metrics import compute_metrics, side_metrics
 from harness.protocols import DialogueSource, Retriever, RunContext, TurnFailure
 from harness.registry import REGISTRY, ComponentRecord
@@ -157,18 +164,21 @@ def run_evaluation(
     executor: Executor | None = None,
     source: DialogueSource | None = None,
 ) -> RunResult:
-    """Evaluate ``spec`` into ``spec.out``, resuming what is already stored there."""
-    for plugin in spec.plugins:
-        REGISTRY.load_plugin(plugin)
+    """Evaluate ``spec`` into ``spec.out``, resuming what is already stored there. ``executor`` replaces the one
+    ``spec.executor`` names; a ``source`` given here must be picklable to run on a remote executor."""
+    load_plugins(spec.plugins)
     benchmark = load_benchmark(spec)
     dialogues = list(benchmark.dialogues[: spec.limit] if spec.limit else benchmark.dialogues)
     search_space = benchmark.search_space
     target_positions = {dialogue.dialogue_id: search_space.position(dialogue.target) for dialogue in dialogues}
 
-    # Components are built (cheaply: models load in prepare) before the run directory is touched, so a bad
-    # argument leaves nothing behind.
+    # Components (and the executor) are built (cheaply: models load in prepare) before the run directory is touched,
+    # so a bad argument leaves nothing behind.
+    if executor is None:
+        executor = make_executor(spec.executor, spec.ray_address, spec.workers, spec.gpus_per_worker)
     retriever, retriever_record = REGISTRY.build("retriever", spec.retriever, **dict(spec.retriever_args))
     bot_records: list[ComponentRecord] = []
+    given_source = source
     if source is None:
         source, bot_records = _build_source(spec, benchmark, dialogues)
     store = RunStore(spec.out)
@@ -183,22 +193,109 @@ def run_evaluation(
         context = RunContext(
             device=resolve_device(spec.device), cache_dir=spec.cache_dir, seed=spec.seed, progress=spec.progress
         )
+        # Prepared here first even when workers run elsewhere: the search-space index (and any other shared cache)
+        # is built once, and the manifest records the components' identities before any record is written.
         retriever.prepare(search_space, context)
         source.prepare(benchmark, context)
-        _record_components(store, retriever, [retriever_record, *bot_records], source, context, resumed)
-        executor = executor or InProcessExecutor()
-
-        def work(chunk: Sequence[Dialogue]) -> list[RunRecord]:
-            return evaluate_chunk(
-                chunk, source, retriever, target_positions, spec.rounds, spec.query_mode, len(search_space)
-            )
+        identities = _record_components(store, retriever, [retriever_record, *bot_records], source, context, resumed)
+        factory = ChunkWorkerFactory(
+            spec=spec,
+            benchmark=benchmark,
+            target_positions=target_positions,
+            identities=identities,
+            source=given_source,
+        )
+        if getattr(executor, "remote", False):
+            # The workers load their own copies; the driver's models would only hold memory (a GPU's, perhaps).
+            del retriever, source
+            gc.collect()
+            _release_accelerator_memory()
+        else:
+            factory.use_prepared(retriever, source)
 
         with tqdm(total=len(pending), desc=f"evaluating {spec.retriever}", unit="dialogue", disable=not spec.progress) as bar:
-            for records in executor.map(lambda: work, batched(pending, spec.batch_size)):
+            for records in executor.map(factory, batched(pending, spec.batch_size)):
                 store.append(records)
                 bar.update(len(records))
 
     return _finish(store, dialogues, evaluated=len(pending), reused=len(dialogues) - len(pending))
+
+
+class ChunkWorkerFactory:
+    """Makes the worker that evaluates chunks of dialogues; what an executor calls once per worker.
+
+    In the driver's process it hands out the components the driver already prepared. Pickled (to a Ray actor) it
+    carries only the spec, the loaded benchmark and the identities the driver recorded: the worker loads the
+    plug-ins, builds and prepares its own components (models load once per worker, shared caches are read, not
+    rebuilt) and refuses to run if they differ from the recorded ones (other weights on another node, say).
+    """
+
+    def __init__(
+        self,
+        spec: RunSpec,
+        benchmark: Benchmark,
+        target_positions: Mapping[str, int],
+        identities: Mapping[str, Any] | None = None,
+        source: DialogueSource | None = None,
+    ) -> None:
+        self.spec = spec
+        self.benchmark = benchmark
+        self.target_positions = dict(target_positions)
+        self.identities = identities
+        self.source = source  # a source given to run_evaluation (else built from the spec)
+        self._prepared: tuple[Retriever, DialogueSource] | None = None
+
+    def use_prepared(self, retriever: Retriever, source: DialogueSource) -> None:
+        """Serve these already prepared components (in this process only: they are never pickled)."""
+        self._prepared = (retriever, source)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_prepared"] = None
+        return state
+
+    def __call__(self) -> Callable[[Sequence[Dialogue]], list[RunRecord]]:
+        retriever, source = self._prepared if self._prepared is not None else self._build()
+        spec, size = self.spec, len(self.benchmark.search_space)
+
+        def work(chunk: Sequence[Dialogue]) -> list[RunRecord]:
+            return evaluate_chunk(chunk, source, retriever, self.target_positions, spec.rounds, spec.query_mode, size)
+
+        return work
+
+    def _build(self) -> tuple[Retriever, DialogueSource]:
+        spec = self.spec
+        load_plugins(spec.plugins)
+        retriever, _ = REGISTRY.build("retriever", spec.retriever, **dict(spec.retriever_args))
+        source = self.source
+        if source is None:
+            dialogues = self.benchmark.dialogues[: spec.limit] if spec.limit else self.benchmark.dialogues
+            source, _ = _build_source(spec, self.benchmark, dialogues)
+        context = RunContext(
+            device=resolve_device(spec.device), cache_dir=spec.cache_dir, seed=spec.seed, progress=False
+        )
+        retriever.prepare(self.benchmark.search_space, context)
+        source.prepare(self.benchmark, context)
+        if self.identities is not None:
+            built = _jsonable({"retriever": dict(retriever.identity()), "source": dict(source.identity())})
+            differences = describe_differences(self.identities, built)
+            if differences:
+                raise ConfigError(
+                    f"a worker on {platform.node()} built components that differ from the driver's (driver -> "
+                    "worker); give every node the same model files and the same --device:\n  " + "\n  ".join(differences)
+                )
+        return retriever, source
+
+
+def load_plugins(plugins: Sequence[str]) -> None:
+    """Import each plug-in once per process (a worker reusing a process, or a second run, does not register twice)."""
+    for plugin in plugins:
+        path = Path(plugin)
+        if path.suffix == ".py":
+            loaded = sys.modules.get(f"harness_plugin_{path.stem}")
+            if loaded is not None and Path(getattr(loaded, "__file__", "")).resolve() == path.resolve():
+                continue
+        REGISTRY.load_plugin(plugin)
 
 
 def _build_source(
@@ -266,7 +363,7 @@ def _record_components(
     source: DialogueSource,
     context: RunContext,
     resumed: bool,
-) -> None:
+) -> dict[str, Any]:
     """Write what was built (arguments given and resolved, model fingerprints, prompts) into the manifest; on resume
     refuse components whose identity changed since the run started (new weights under the same path, say)."""
     components = {
@@ -284,6 +381,18 @@ def _record_components(
                 "(stored -> new):\n  " + "\n  ".join(differences)
             )
     store.update_manifest("components", components)
+    return _jsonable(components["identities"])
+
+
+def _jsonable(value: Any) -> Any:
+    """``value`` as the manifest stores it (tuples become lists), so identities compare as stored."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def _release_accelerator_memory() -> None:
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
 
 
 def _environment() -> dict[str, Any]:

@@ -6,8 +6,11 @@
 Per round and dialogue: the caption S_t comes from a reformulated-query file (``queries``) or from the LLM (R1);
 the K image prompts are K copies of S_t (``image_prompts="caption"``) or K LLM-written prompts (R2, ``"llm"``); the
 images come from a folder of pre-generated ``{dialogue_index}_{round}.jpg`` files (``images``) or from a diffusers
-pipeline; text and images are embedded by the base encoder and fused (``retrievers.fusion``). The text-only rank of
-the same query is recorded beside the fused one (``side_ranks["text_only"]``).
+pipeline; text and images are embedded by the base encoder and fused by a ``Fuser``: ``StaticFuser`` (DAR's fixed
+weights, ``retrievers.fusion``) or ``LearnedFuser`` (an ADaFuSE checkpoint, ``retrievers.adafuse``; registered as
+the ``adafuse`` retriever through ``build_adafuse``). The text-only rank of the same query is recorded beside the
+fused one (``side_ranks["text_only"]``); a learned fuser adds per-state ``side_values``: ``gate`` (its text weight)
+and ``text_image_cosine`` (between the text embedding and the mean image embedding).
 
 Variants (``variant``): ``paper`` = embedding fusion, K = 3 LLM-written prompts, (0.7, 0.3) for rounds 0-1 then
 (0.5, 0.5), query = S_t alone; ``released`` = score fusion, one image per round drawn from S_t, (0.8, 0.2) then
@@ -21,10 +24,12 @@ DAR run over the same prompts with another base encoder generates no image and m
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import numpy as np
 import torch
@@ -44,6 +49,11 @@ from retrievers.dual_encoder import DualEncoderRetriever
 from retrievers.fusion import FusionSchedule, fuse
 from retrievers.reformulation import Reformulator
 
+if TYPE_CHECKING:
+    from retrievers.adafuse import AdaFuse
+    from retrievers.encoders import DualEncoder
+
+log = logging.getLogger("harness.dar")
 QUERY_MODES = ("entry", "join")
 IMAGE_PROMPT_MODES = ("caption", "llm")
 
@@ -124,17 +134,129 @@ class GeneratedImages:
         )
 
 
+class FusedQueries(NamedTuple):
+    queries: torch.Tensor  # (B, D), ranked by dot product against the search space
+    side_values: Mapping[str, tuple[float, ...]]  # per-state diagnostics (RankBatch.side_values)
+
+
+class Fuser(Protocol):
+    """Turns text embeddings (B, D) and generated-image embeddings (B, K, D) of states at ``rounds`` into queries."""
+
+    def identity(self) -> Mapping[str, Any]: ...
+
+    def prepare(self, encoder: DualEncoder) -> None:
+        """Called once the base encoder is loaded (device, embedding size, identity)."""
+
+    def fuse(self, text: torch.Tensor, images: torch.Tensor, rounds: Sequence[int]) -> FusedQueries: ...
+
+
+class StaticFuser:
+    """DAR's fixed-weight fusion (``retrievers.fusion.fuse``) under a ``FusionSchedule``; no side values."""
+
+    def __init__(self, schedule: FusionSchedule) -> None:
+        self.schedule = schedule
+
+    def identity(self) -> Mapping[str, Any]:
+        return {
+            "mode": self.schedule.mode,
+            "early": list(self.schedule.early),
+            "late": list(self.schedule.late),
+            "switch_round": self.schedule.switch_round,
+            "images_per_round": self.schedule.images_per_round,
+        }
+
+    def prepare(self, encoder: DualEncoder) -> None:
+        return None
+
+    def fuse(self, text: torch.Tensor, images: torch.Tensor, rounds: Sequence[int]) -> FusedQueries:
+        weights = [self.schedule.weights(round_) for round_ in rounds]
+        return FusedQueries(fuse(text, images.to(text.device), weights, self.schedule.mode), {})
+
+
+class LearnedFuser:
+    """An ADaFuSE checkpoint (``harness train adafuse``'s ``best/`` folder, or the training folder holding it).
+
+    Runs on the base encoder's device. The K image embeddings of a round are averaged and re-normalised (v); the
+    side values are the gate lambda (text weight) and cos(t, v). The checkpoint's embedding size must equal the
+    encoder's; a checkpoint trained over another base encoder is used with a warning. A checkpoint from end-to-end
+    training carries a fine-tuned text side, which ``prepare`` loads over the base encoder's text weights (the
+    encoder's weights fingerprint then covers it; its image side, hence the image index, is unchanged)."""
+
+    def __init__(self, checkpoint: Path) -> None:
+        from retrievers.adafuse import CONFIG_FILE, MODEL_FILE, TEXT_ENCODER_FILE, resolve_checkpoint_dir
+
+        self.directory = resolve_checkpoint_dir(Path(checkpoint))
+        for name in (MODEL_FILE, CONFIG_FILE):
+            if not (self.directory / name).is_file():
+                raise ConfigError(f"--fusion-checkpoint {checkpoint}: no {name} (give the best/ folder that "
+                                  "`harness train adafuse` writes, or its parent)")
+        self._text_file = self.directory / TEXT_ENCODER_FILE
+        self._digests = {name: sha256_file(self.directory / name) for name in (MODEL_FILE, CONFIG_FILE)}
+        if self._text_file.is_file():
+            self._digests[TEXT_ENCODER_FILE] = sha256_file(self._text_file)
+        self.model: AdaFuse | None = None
+        self.metadata: dict[str, Any] = {}
+        self.device = "cpu"
+
+    def identity(self) -> Mapping[str, Any]:
+        from retrievers.adafuse import CONFIG_FILE
+
+        config = (self.directory / CONFIG_FILE).read_text(encoding="utf-8")
+        return {"learned": "adafuse", "checkpoint": str(self.directory.resolve()), "sha256": dict(self._digests),
+                "config": json.loads(config)["config"], "image_aggregation": "normalised mean"}
+
+    def prepare(self, encoder: DualEncoder) -> None:
+        from retrievers.adafuse import load_checkpoint, load_text_side
+
+        model, config, metadata = load_checkpoint(self.directory, device=encoder.device)
+        dimension = encoder.encode_texts(["a"]).shape[1]
+        if dimension != config.embed_dim:
+            raise ConfigError(f"the ADaFuSE checkpoint {self.directory} fuses {config.embed_dim}-d embeddings but "
+                              f"the base encoder's are {dimension}-d: train it over this base encoder")
+        # Compare with the base weights as loaded (before any fine-tuned text side), in canonical JSON form.
+        base_weights = getattr(encoder, "_adafuse_base_weights", encoder.weights_fingerprint)
+        current = {**encoder.identity(), "weights": base_weights}
+        recorded = metadata.get("base_encoder")
+        if recorded and stable_hash(recorded) != stable_hash(current):
+            log.warning("the ADaFuSE checkpoint %s was trained over another base encoder (recorded weights %s, in "
+                        "use %s); its fusion may not fit these embeddings", self.directory,
+                        str(recorded.get("weights", "?"))[:12], str(base_weights)[:12])
+        if self._text_file.is_file() and getattr(encoder, "_adafuse_text_side", None) != str(self._text_file):
+            if hasattr(encoder, "_adafuse_text_side"):
+                raise ConfigError("this base encoder already carries another checkpoint's fine-tuned text side")
+            load_text_side(encoder, self._text_file)
+            encoder._adafuse_base_weights = base_weights  # type: ignore[attr-defined]
+            encoder._adafuse_text_side = str(self._text_file)  # type: ignore[attr-defined]
+            encoder.weights_fingerprint = stable_hash({"base": base_weights,
+                                                       "adafuse_text_side": self._digests[self._text_file.name]})
+        self.model, self.metadata, self.device = model, metadata, encoder.device
+
+    @torch.inference_mode()
+    def fuse(self, text: torch.Tensor, images: torch.Tensor, rounds: Sequence[int]) -> FusedQueries:
+        from retrievers.adafuse import mean_image
+
+        assert self.model is not None, "prepare() the learned fuser first"
+        text = text.to(self.device)
+        image = mean_image(images.to(self.device))
+        output = self.model(text, image)
+        cosine = (text * image).sum(dim=-1)
+        return FusedQueries(output.query, {"gate": tuple(output.gate.cpu().tolist()),
+                                           "text_image_cosine": tuple(cosine.cpu().tolist())})
+
+
 class DARRetriever:
     def __init__(
         self,
         base: DualEncoderRetriever,
-        schedule: FusionSchedule,
+        fuser: Fuser,
+        images_per_round: int,
         query_mode: str,
         image_prompt_mode: str,
         reformulator: Reformulator | None,
         queries: Path | None,
         image_source: ImageSource,
         batch_size: int = 64,
+        name: str = "dar",
     ) -> None:
         if query_mode not in QUERY_MODES:
             raise ConfigError(f"DAR query_mode must be one of {', '.join(QUERY_MODES)}, got {query_mode!r}")
@@ -143,8 +265,12 @@ class DARRetriever:
         if reformulator is None and (queries is None or image_prompt_mode == "llm"):
             raise ConfigError("DAR needs an LLM (llm=...) unless captions come from --dar-queries and image prompts "
                               "are the captions themselves")
+        if images_per_round < 1:
+            raise ConfigError(f"images_per_round must be at least 1, got {images_per_round}")
         self.base = base
-        self.schedule = schedule
+        self.fuser = fuser
+        self.images_per_round = images_per_round
+        self.name = name
         self.query_mode = query_mode
         self.image_prompt_mode = image_prompt_mode
         self.reformulator = reformulator
@@ -157,15 +283,9 @@ class DARRetriever:
 
     def identity(self) -> Mapping[str, Any]:
         return {
-            "retriever": "dar",
+            "retriever": self.name,
             "base": dict(self.base.identity()),
-            "fusion": {
-                "mode": self.schedule.mode,
-                "early": list(self.schedule.early),
-                "late": list(self.schedule.late),
-                "switch_round": self.schedule.switch_round,
-                "images_per_round": self.schedule.images_per_round,
-            },
+            "fusion": {**self.fuser.identity(), "images_per_round": self.images_per_round},
             "query_mode": self.query_mode,
             "image_prompts": self.image_prompt_mode,
             "captions": {"file": str(self.queries), "sha256": sha256_file(self.queries)} if self.queries else "llm",
@@ -175,6 +295,8 @@ class DARRetriever:
 
     def prepare(self, search_space: SearchSpace, context: RunContext) -> None:
         self.base.prepare(search_space, context)
+        assert self.base.encoder is not None
+        self.fuser.prepare(self.base.encoder)
         if self.reformulator is not None:
             self.reformulator.load(context)
         if self.queries is not None:
@@ -192,12 +314,12 @@ class DARRetriever:
         assert encoder is not None and self.base.index is not None, "prepare() DAR first"
         text_embeddings = torch.cat([encoder.encode_texts(chunk) for chunk in batched(texts, self.batch_size)])
         image_embeddings = self._image_embeddings(states, [caption[-1] for caption in captions])
-        weights = [self.schedule.weights(state.round) for state in states]
-        fused = fuse(text_embeddings, image_embeddings.to(text_embeddings.device), weights, self.schedule.mode)
+        fused = self.fuser.fuse(text_embeddings, image_embeddings, [state.round for state in states])
         targets = [state.target_index for state in states]
         return RankBatch(
-            ranks=tuple(target_ranks(fused, self.base.index, targets)),
+            ranks=tuple(target_ranks(fused.queries, self.base.index, targets)),
             side_ranks={"text_only": tuple(target_ranks(text_embeddings, self.base.index, targets))},
+            side_values=dict(fused.side_values),
         )
 
     def _captions_up_to_round(self, states: Sequence[DialogueState]) -> list[tuple[str, ...]]:
@@ -217,7 +339,7 @@ class DARRetriever:
         return entries[: state.round + 1]
 
     def _image_embeddings(self, states: Sequence[DialogueState], captions: Sequence[str]) -> torch.Tensor:
-        count = self.schedule.images_per_round
+        count = self.images_per_round
         if self.image_prompt_mode == "llm":
             assert self.reformulator is not None
             prompts = self.reformulator.image_prompts(captions, count)
@@ -290,10 +412,6 @@ def build_dar(
     file) supplies the captions and the image prompts are the captions. ``images``: a folder of pre-generated
     ``{dialogue_index}_{round}.jpg`` files instead of a diffusers pipeline (``diffusion``: sd3 | sd21 | sdxl-turbo,
     or auto: SD3 without ``diffusion_model``, else the class in the directory's model_index.json)."""
-    from harness.registry import REGISTRY
-    from retrievers.dual_encoder import build_dual_encoder
-    from retrievers.reformulation import load_caption_template, load_image_prompt_template
-
     if variant not in VARIANTS:
         raise ConfigError(f"unknown DAR variant {variant!r}; use one of {', '.join(VARIANTS)}")
     schedule, default_query_mode, default_image_prompts = VARIANTS[variant]
@@ -304,7 +422,102 @@ def build_dar(
         switch_round=schedule.switch_round if switch_round is None else switch_round,
         images_per_round=schedule.images_per_round if images_per_round is None else images_per_round,
     )
-    image_prompt_mode = image_prompts or default_image_prompts
+    return _build_pipeline(
+        "dar", StaticFuser(schedule), schedule.images_per_round, query_mode or default_query_mode,
+        image_prompts or default_image_prompts, base=base, model=model, tokenizer=tokenizer, dtype=dtype,
+        max_text_tokens=max_text_tokens, llm=llm, llm_args=llm_args, caption_prompt=caption_prompt,
+        image_prompt=image_prompt, queries=queries, images=images, diffusion=diffusion,
+        diffusion_model=diffusion_model, steps=steps, guidance_scale=guidance_scale, size=size,
+        diffusion_dtype=diffusion_dtype, diffusion_batch_size=diffusion_batch_size, image_seed=image_seed,
+        batch_size=batch_size, device=device,
+    )
+
+
+def build_adafuse(
+    fusion_checkpoint: str,
+    base: str = "chatir",
+    model: str | None = None,
+    tokenizer: str | None = None,
+    dtype: str = "float32",
+    max_text_tokens: int = 256,
+    variant: str = "released",
+    query_mode: str | None = None,
+    image_prompts: str | None = None,
+    images_per_round: int | None = None,
+    llm: str | None = "hf-seq2seq",
+    llm_args: Mapping[str, Any] | None = None,
+    caption_prompt: str = "dar_caption",
+    image_prompt: str = "dar_image_prompts",
+    queries: str | None = None,
+    images: str | None = None,
+    diffusion: str = "auto",
+    diffusion_model: str | None = None,
+    steps: int | None = None,
+    guidance_scale: float | None = None,
+    size: int | None = None,
+    diffusion_dtype: str = "auto",
+    diffusion_batch_size: int = 4,
+    image_seed: int = 0,
+    batch_size: int = 64,
+    device: str | None = None,
+) -> DARRetriever:
+    """ADaFuSE: DAR's reformulation, images and caches, fused by the learned module in ``fusion_checkpoint``
+    (``harness train adafuse``'s output folder or its ``best/``) instead of static weights.
+
+    The options are DAR's (see ``build_dar``) less the fusion weights. ``variant`` sets the image defaults as for
+    DAR (released: one image per round drawn from the round's caption, as ADaFuSE is trained; paper: K = 3
+    LLM-written prompts, averaged); the query is the round's own caption (``query_mode="entry"``, as ADaFuSE
+    uses) unless ``query_mode`` says otherwise. Run it beside DAR over the same base, variant and images to
+    compare Hits@10 and the degradation analysis on identical images."""
+    if variant not in VARIANTS:
+        raise ConfigError(f"unknown DAR variant {variant!r}; use one of {', '.join(VARIANTS)}")
+    schedule, _, default_image_prompts = VARIANTS[variant]
+    return _build_pipeline(
+        "adafuse", LearnedFuser(Path(fusion_checkpoint)),
+        schedule.images_per_round if images_per_round is None else images_per_round, query_mode or "entry",
+        image_prompts or default_image_prompts, base=base, model=model, tokenizer=tokenizer, dtype=dtype,
+        max_text_tokens=max_text_tokens, llm=llm, llm_args=llm_args, caption_prompt=caption_prompt,
+        image_prompt=image_prompt, queries=queries, images=images, diffusion=diffusion,
+        diffusion_model=diffusion_model, steps=steps, guidance_scale=guidance_scale, size=size,
+        diffusion_dtype=diffusion_dtype, diffusion_batch_size=diffusion_batch_size, image_seed=image_seed,
+        batch_size=batch_size, device=device,
+    )
+
+
+def _build_pipeline(
+    name: str,
+    fuser: Fuser,
+    images_per_round: int,
+    query_mode: str,
+    image_prompt_mode: str,
+    *,
+    base: str,
+    model: str | None,
+    tokenizer: str | None,
+    dtype: str,
+    max_text_tokens: int,
+    llm: str | None,
+    llm_args: Mapping[str, Any] | None,
+    caption_prompt: str,
+    image_prompt: str,
+    queries: str | None,
+    images: str | None,
+    diffusion: str,
+    diffusion_model: str | None,
+    steps: int | None,
+    guidance_scale: float | None,
+    size: int | None,
+    diffusion_dtype: str,
+    diffusion_batch_size: int,
+    image_seed: int,
+    batch_size: int,
+    device: str | None,
+) -> DARRetriever:
+    """The shared DAR pipeline (reformulator, image source, base retriever) around ``fuser``."""
+    from harness.registry import REGISTRY
+    from retrievers.dual_encoder import build_dual_encoder
+    from retrievers.reformulation import load_caption_template, load_image_prompt_template
+
     queries_path = Path(queries) if queries else None
     needs_llm = queries_path is None or image_prompt_mode == "llm"
     reformulator = None
@@ -328,8 +541,8 @@ def build_dar(
         image_source = GeneratedImages(settings, image_seed)
     base_retriever = build_dual_encoder(base, model=model, tokenizer=tokenizer, dtype=dtype,
                                         max_text_tokens=max_text_tokens, batch_size=batch_size, device=device)
-    return DARRetriever(base_retriever, schedule, query_mode or default_query_mode, image_prompt_mode, reformulator,
-                        queries_path, image_source, batch_size)
+    return DARRetriever(base_retriever, fuser, images_per_round, query_mode, image_prompt_mode, reformulator,
+                        queries_path, image_source, batch_size, name=name)
 
 
 def _weights(given: Sequence[float] | None, default: tuple[float, float], name: str) -> tuple[float, float]:

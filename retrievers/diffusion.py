@@ -13,8 +13,10 @@ defaults; ``dtype="auto"`` is bfloat16 on CUDA and float32 on the CPU.
 Determinism: every image has its own ``torch.Generator`` (on the CPU, so the starting noise is the same on every
 device) seeded with its own seed, and sub-batches are always run at the full ``batch_size`` (a short one is padded
 with copies of its last request, whose outputs are dropped): an image then never depends on which other prompts
-share its batch or on their order. Kernels may still round differently at another batch size, another device or
-another dtype; only the dtype is part of the image key, so keep ``batch_size`` fixed when bit-exact images matter.
+share its batch or on their order, up to float rounding: multi-threaded CPU kernels can flip a rare pixel by one
+8-bit level with other neighbours. Kernels round differently at another batch size, device or dtype too; only the
+dtype is part of the image key, so keep ``batch_size`` fixed when bit-exact images matter (the cache then serves
+each image as first drawn).
 
 Image keys are ``stable_hash({generator identity, prompt, seed})`` and seeds derive from (global seed, generator
 identity, prompt, replicate index), so identical prompts share images across runs and retrievers, K images per

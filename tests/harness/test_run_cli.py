@@ -75,6 +75,9 @@ def test_rank_file_oracle_replays_a_run(small_benchmark, tmp_path):
         (["--retriever", "oracel"], "did you mean 'oracle'"),
         (["--retriever", "oracle", "--retriever-arg", "rule=__import__('os')"], "only round and index"),
         (["--retriever", "oracle", "--rounds", "11"], "field 'dialog'"),
+        (["--retriever", "oracle", "--fusion-checkpoint", "."], "applies to --retriever adafuse"),
+        (["--retriever", "oracle", "--dar-base", "zs"], "apply to --retriever dar or adafuse"),
+        (["--retriever", "oracle", "--workers", "2"], "apply to the ray executor"),
     ],
 )
 def test_bad_input_gets_a_clear_error(small_benchmark, tmp_path, extra, message):

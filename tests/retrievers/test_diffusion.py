@@ -81,9 +81,11 @@ def test_an_image_does_not_depend_on_its_batch(tiny_pipelines: dict[str, Path], 
     together = generator.generate(["a red dog", "two cats on a bed", "a blue car", "a tree"], [11, 22, 33, 44])
     alone = generator.generate(["two cats on a bed"], [22])
     reordered = generator.generate(["a tree", "a green bus", "two cats on a bed"], [44, 55, 22])
-    np.testing.assert_array_equal(_pixels(alone[0]), _pixels(together[1]))
-    np.testing.assert_array_equal(_pixels(reordered[2]), _pixels(together[1]))
-    np.testing.assert_array_equal(_pixels(reordered[0]), _pixels(together[3]))
+    # Neighbours change nothing but float rounding (multi-threaded CPU kernels): at most one 8-bit level on a
+    # rare pixel, where different neighbours without padding would change the image throughout.
+    for image, same in ((alone[0], together[1]), (reordered[2], together[1]), (reordered[0], together[3])):
+        difference = np.abs(_pixels(image).astype(int) - _pixels(same).astype(int))
+        assert difference.max() <= 1 and (difference > 0).mean() < 0.01
     assert generator.generated == 8  # padding of the short batches is not counted
 
 

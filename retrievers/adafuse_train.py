@@ -1,0 +1,477 @@
+"""Train ADaFuSE: symmetric InfoNCE between fused queries and target-image embeddings, frozen or end-to-end.
+
+    data = embed_training_set(load_training_set(dialogues, generated, coco), encoder, cache_dir)
+    summary = train_adafuse(TrainSettings(mode="frozen", epochs=50), data, encoder, Path("checkpoints/adafuse"))
+    summary.best_epoch, summary.best_validation_hits, summary.parameters.describe()
+
+Modes:
+- ``frozen``: only the fusion module trains, on the cached embeddings (captions, generated images, targets): an
+  epoch over VisDial train is a few million small matrix products, minutes on a GPU.
+- ``end-to-end``: the base encoder's TEXT side (text encoder + text projection) trains too, at ``lr_encoder``,
+  re-encoding each batch's captions every step. The vision tower stays frozen (as in ChatIR's and ADaFuSE's
+  recipes), so generated-image and target embeddings stay the cached ones; the fine-tuned text side is saved
+  beside the fusion weights (``text_encoder.safetensors``) and a retriever loads it over its base weights.
+
+Recipe defaults (PROTOCOL.md section 6): AdamW, lr 5e-5 (fusion) / 1e-5 (encoder), 50 epochs, batch 128, weight
+decay 0.05 (on weight matrices; biases, norms and the temperature are not decayed), 5 epochs of linear warm-up then
+cosine decay to 0, stepped per batch. Temperature: a learnable logit scale initialised at 1 / 0.07 as in CLIP and
+BLIP (clamped to at most 100), or fixed at ``temperature`` with ``learn_temperature=False``. Several rounds of one
+dialogue share a target; inside a batch such duplicates are masked out as negatives.
+
+Model selection: after every epoch the fused validation queries rank the pool of all validation targets (the
+0-based rank counts pool images scoring strictly higher than the target); Hits@10 = % of validation examples
+ranked < 10. The best epoch (first one on ties) is kept in ``best/``, and ``last/`` holds the latest epoch with
+optimizer, scheduler, temperature, RNG states and history, from which the same call resumes. Shuffling and dropout
+are seeded per epoch from (seed, epoch), so a run killed after any epoch and resumed ends bit-identical (on CPU)
+to an uninterrupted one. The split is by dialogue (``split_by_dialogue``); the benchmark being reported is never
+seen.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+from torch import nn
+from tqdm.auto import tqdm
+
+from harness.atomic import atomic_write_text
+from harness.errors import ConfigError
+from harness.hashing import derive_seed
+from retrievers.adafuse import (
+    MODEL_FILE,
+    TEXT_ENCODER_FILE,
+    TEXT_PREFIXES,
+    AdaFuse,
+    AdaFuseConfig,
+    FusionOutput,
+    ParameterIncrease,
+    load_text_side,
+    parameter_count,
+    parameter_increase,
+    save_checkpoint,
+    text_side_parameters,
+)
+from retrievers.adafuse_data import EmbeddedData, split_by_dialogue
+
+if TYPE_CHECKING:
+    from retrievers.encoders import DualEncoder
+
+log = logging.getLogger("harness.adafuse")
+
+MODES = ("frozen", "end-to-end")
+STATE_FILE = "training_state.pt"
+SUMMARY_FILE = "summary.json"
+MAX_LOGIT_SCALE = 100.0
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Everything that changes the trained weights, plus ``device`` (which does not enter the resume check)."""
+
+    mode: str = "frozen"
+    lr_fusion: float = 5e-5
+    lr_encoder: float = 1e-5
+    epochs: int = 50
+    batch_size: int = 128
+    weight_decay: float = 0.05
+    warmup_epochs: float = 5.0
+    temperature: float = 0.07
+    learn_temperature: bool = True
+    seed: int = 0
+    validation_fraction: float = 0.1
+    hits_k: int = 10
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ConfigError(f"training mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.epochs < 1 or self.batch_size < 2 or self.hits_k < 1:
+            raise ConfigError("epochs must be at least 1, batch_size at least 2 (in-batch negatives), hits_k at least 1")
+        if self.warmup_epochs < 0 or self.warmup_epochs > self.epochs:
+            raise ConfigError(f"warmup_epochs must be in [0, epochs], got {self.warmup_epochs}")
+        if min(self.lr_fusion, self.lr_encoder, self.temperature) <= 0 or self.weight_decay < 0:
+            raise ConfigError("learning rates and temperature must be positive, weight decay not negative")
+
+    def resume_identity(self) -> dict[str, Any]:
+        values = asdict(self)
+        values.pop("device")
+        return values
+
+
+class EpochRecord(NamedTuple):
+    epoch: int
+    train_loss: float
+    validation_hits: float  # Hits@k of fused queries over the validation target pool
+    text_only_hits: float  # the same for the text embeddings alone
+    gate_mean: float  # mean lambda (text weight) over validation examples
+    temperature: float
+    lr_fusion: float
+
+
+@dataclass(frozen=True)
+class TrainSummary:
+    out_dir: Path
+    mode: str
+    epochs: int  # epochs completed
+    best_epoch: int
+    best_validation_hits: float
+    hits_k: int
+    parameters: ParameterIncrease | None  # None when no base encoder was given
+    fusion_parameters: int
+    train_examples: int
+    validation_examples: int
+    resumed_from_epoch: int | None
+    history: tuple[EpochRecord, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "out_dir": str(self.out_dir),
+            "mode": self.mode,
+            "epochs": self.epochs,
+            "best_epoch": self.best_epoch,
+            f"best_validation_Hits@{self.hits_k}": self.best_validation_hits,
+            "fusion_parameters": self.fusion_parameters,
+            "base_parameters": self.parameters.base if self.parameters else None,
+            "parameter_increase_percent": self.parameters.percent if self.parameters else None,
+            "train_examples": self.train_examples,
+            "validation_examples": self.validation_examples,
+            "resumed_from_epoch": self.resumed_from_epoch,
+            "history": [record._asdict() for record in self.history],
+        }
+
+    def describe(self) -> str:
+        best = self.history[self.best_epoch - 1] if self.history else None
+        lines = [
+            (f"ADaFuSE ({self.mode}) in {self.out_dir}: {self.epochs} epochs, {self.train_examples} training and "
+             f"{self.validation_examples} validation examples"),
+            f"best epoch {self.best_epoch}: validation Hits@{self.hits_k} {self.best_validation_hits:.2f}"
+            + (f" (text only {best.text_only_hits:.2f}, mean gate {best.gate_mean:.3f})" if best else ""),
+            self.parameters.describe() if self.parameters else f"{self.fusion_parameters:,} fusion parameters",
+            f"checkpoint: {self.out_dir / 'best'}",
+        ]
+        return "\n".join(lines)
+
+
+class Validation(NamedTuple):
+    hits: float
+    text_only_hits: float
+    gate_mean: float
+
+
+def contrastive_loss(
+    queries: torch.Tensor, targets: torch.Tensor, target_ids: torch.Tensor, logit_scale: torch.Tensor
+) -> torch.Tensor:
+    """Symmetric InfoNCE over a batch: query i's positive is target i; rows sharing a target are not negatives."""
+    logits = logit_scale.exp().clamp(max=MAX_LOGIT_SCALE) * queries @ targets.T
+    duplicates = (target_ids[:, None] == target_ids[None, :]) & ~torch.eye(len(target_ids), dtype=torch.bool,
+                                                                            device=logits.device)
+    logits = logits.masked_fill(duplicates, float("-inf"))
+    labels = torch.arange(len(target_ids), device=logits.device)
+    return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+
+
+def batches_for_epoch(count: int, batch_size: int, seed: int, epoch: int) -> list[torch.Tensor]:
+    """A seeded shuffle of ``range(count)`` cut into batches; a last batch of one example (no negatives) is
+    dropped."""
+    generator = torch.Generator().manual_seed(derive_seed(seed, "adafuse-order", epoch))
+    order = torch.randperm(count, generator=generator)
+    batches = list(order.split(batch_size))
+    if len(batches) > 1 and len(batches[-1]) < 2:
+        batches.pop()
+    return batches
+
+
+def _schedule(warmup_steps: int, total_steps: int) -> Callable[[int], float]:
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+class Trainer:
+    """The fusion module, temperature, optimizer and schedule of one training run; ``step`` trains one batch."""
+
+    def __init__(
+        self, settings: TrainSettings, data: EmbeddedData, encoder: DualEncoder | None, steps_per_epoch: int
+    ) -> None:
+        self.settings = settings
+        self.data = data
+        self.encoder = encoder
+        self.device = settings.device
+        self.end_to_end = settings.mode == "end-to-end"
+        if self.end_to_end:
+            if encoder is None or data.captions is None:
+                raise ConfigError("end-to-end training needs the base encoder and the caption texts")
+            if encoder.dtype != "float32":
+                raise ConfigError(f"end-to-end training runs the encoder in float32, not {encoder.dtype}")
+            if encoder.device != self.device:
+                raise ConfigError(f"the encoder is on {encoder.device} but training runs on {self.device}")
+        self.config = AdaFuseConfig.for_embed_dim(data.embed_dim)
+        torch.manual_seed(derive_seed(settings.seed, "adafuse-init"))
+        self.model = AdaFuse(self.config).to(self.device)
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / settings.temperature), device=self.device),
+                                        requires_grad=settings.learn_temperature)
+        self.text_parameters: dict[str, nn.Parameter] = {}
+        if self.end_to_end:
+            assert encoder is not None
+            for parameter in encoder.model.parameters():
+                parameter.requires_grad_(False)
+            self.text_parameters = text_side_parameters(encoder)
+            for parameter in self.text_parameters.values():
+                parameter.requires_grad_(True)
+        groups = _parameter_groups(self.model.parameters(), settings.lr_fusion, settings.weight_decay)
+        groups += _parameter_groups(self.text_parameters.values(), settings.lr_encoder, settings.weight_decay)
+        if settings.learn_temperature:
+            groups.append({"params": [self.logit_scale], "lr": settings.lr_fusion, "weight_decay": 0.0})
+        self.optimizer = torch.optim.AdamW(groups)
+        total = settings.epochs * steps_per_epoch
+        warmup = round(settings.warmup_epochs * steps_per_epoch)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _schedule(warmup, total))
+
+    # -- one batch --------------------------------------------------------------------------------------------
+    def text_embeddings(self, indices: torch.Tensor, grad: bool) -> torch.Tensor:
+        """Cached text embeddings (frozen), or the captions re-encoded by the current text side (end-to-end)."""
+        if not self.end_to_end:
+            return self.data.text[indices].to(self.device)
+        assert self.encoder is not None and self.data.captions is not None
+        captions = [self.data.captions[i] for i in indices.tolist()]
+        encoder = self.encoder
+        tokens = encoder.tokenizer(captions, padding="longest", truncation=True, max_length=encoder.max_text_tokens,
+                                   return_tensors="pt").to(self.device)
+        with torch.set_grad_enabled(grad):
+            # The dual encoder's own encode_texts runs under inference_mode; training needs the same path with grad.
+            features = encoder._text_features(tokens["input_ids"], tokens["attention_mask"])
+        return F.normalize(features.to(torch.float32), dim=-1)
+
+    def fuse(self, indices: torch.Tensor, grad: bool = True) -> tuple[torch.Tensor, FusionOutput]:
+        text = self.text_embeddings(indices, grad)
+        with torch.set_grad_enabled(grad):
+            return text, self.model(text, self.data.image[indices].to(self.device))
+
+    def step(self, indices: torch.Tensor) -> float:
+        self.train_mode(True)
+        _, fused = self.fuse(indices)
+        target_ids = self.data.target_index[indices].to(self.device)
+        targets = self.data.targets[self.data.target_index[indices]].to(self.device)
+        loss = contrastive_loss(fused.query, targets, target_ids, self.logit_scale)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        return float(loss.detach())
+
+    def train_mode(self, training: bool) -> None:
+        self.model.train(training)
+        if self.end_to_end:
+            assert self.encoder is not None
+            self.encoder.model.train(training)
+
+    # -- validation -------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self, indices: torch.Tensor, chunk: int = 1024) -> Validation:
+        """Hits@k of fused and text-only queries ranking the pool of the validation targets."""
+        self.train_mode(False)
+        pool_ids, position = _validation_pool(self.data, indices)
+        pool = self.data.targets[pool_ids].to(self.device)
+        hits = text_hits = 0
+        gates = []
+        for part in indices.split(chunk):
+            text, fused = self.fuse(part, grad=False)
+            where = position[self.data.target_index[part]].to(self.device)[:, None]
+            hits += int((_ranks(fused.query @ pool.T, where) < self.settings.hits_k).sum())
+            text_hits += int((_ranks(text @ pool.T, where) < self.settings.hits_k).sum())
+            gates.append(fused.gate.cpu())
+        count = max(1, len(indices))
+        return Validation(100.0 * hits / count, 100.0 * text_hits / count, float(torch.cat(gates).mean()))
+
+    # -- checkpoints ------------------------------------------------------------------------------------------
+    def text_state(self) -> dict[str, torch.Tensor] | None:
+        if not self.end_to_end:
+            return None
+        assert self.encoder is not None
+        prefixes = TEXT_PREFIXES[type(self.encoder).__name__]
+        return {name: tensor for name, tensor in self.encoder.model.state_dict().items() if name.startswith(prefixes)}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "logit_scale": self.logit_scale.detach().cpu(),
+            "rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        }
+
+    def load(self, directory: Path, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(load_file(directory / MODEL_FILE, device=str(self.device)))
+        if self.end_to_end:
+            assert self.encoder is not None
+            load_text_side(self.encoder, directory / TEXT_ENCODER_FILE)
+        with torch.no_grad():
+            self.logit_scale.copy_(state["logit_scale"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"])
+        if state["cuda_rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+
+
+def _validation_pool(data: EmbeddedData, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The distinct target rows of the examples ``indices`` (the pool validation ranks) and, for every target row
+    of ``data``, its column in that pool (-1 outside it)."""
+    pool_ids = torch.unique(data.target_index[indices])
+    position = torch.full((len(data.targets),), -1, dtype=torch.long)
+    position[pool_ids] = torch.arange(len(pool_ids))
+    return pool_ids, position
+
+
+def _ranks(scores: torch.Tensor, target_columns: torch.Tensor) -> torch.Tensor:
+    return (scores > scores.gather(1, target_columns)).sum(dim=1)
+
+
+def _parameter_groups(parameters: Any, lr: float, weight_decay: float) -> list[dict[str, Any]]:
+    parameters = list(parameters)
+    decay = [p for p in parameters if p.dim() >= 2]
+    plain = [p for p in parameters if p.dim() < 2]
+    return [group for group in ({"params": decay, "lr": lr, "weight_decay": weight_decay},
+                                {"params": plain, "lr": lr, "weight_decay": 0.0}) if group["params"]]
+
+
+def _replace_dir(out_dir: Path, name: str, write: Callable[[Path], None]) -> None:
+    """Write a checkpoint folder beside ``out_dir/name`` and swap it in, so a kill mid-write never leaves a
+    half-written ``name``: the old folder is moved aside first and restored by ``_recover`` if needed."""
+    final, partial, old = out_dir / name, out_dir / f"{name}.partial", out_dir / f"{name}.old"
+    shutil.rmtree(partial, ignore_errors=True)
+    write(partial)
+    if final.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        final.rename(old)
+    partial.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _recover(out_dir: Path, name: str) -> None:
+    final, old = out_dir / name, out_dir / f"{name}.old"
+    if not final.exists() and old.exists():
+        old.rename(final)
+
+
+def train_adafuse(
+    settings: TrainSettings,
+    data: EmbeddedData,
+    encoder: DualEncoder | None,
+    out_dir: Path,
+    progress: bool = True,
+    on_epoch_end: Callable[[int], None] | None = None,
+) -> TrainSummary:
+    """Train (or resume, or return the finished summary of) the run in ``out_dir``; see the module doc.
+
+    ``encoder`` is the base encoder the embeddings came from: its identity is recorded in the checkpoints and its
+    parameter count is the reference for the parameter increase (frozen mode on in-memory tensors may pass None).
+    ``on_epoch_end(epoch)`` runs after ``last/`` is written (tests use it to kill a run)."""
+    out_dir = Path(out_dir)
+    split = split_by_dialogue(data.dialogue_ids, settings.validation_fraction, settings.seed)
+    if len(split.validation) == 0:
+        raise ConfigError("best-checkpoint selection needs a validation split: use a validation fraction above 0 "
+                          "and more than one dialogue")
+    train_count = len(split.train)
+    steps_per_epoch = len(batches_for_epoch(train_count, settings.batch_size, settings.seed, 1))
+    base_identity = encoder.identity() if encoder is not None else None
+    trainer = Trainer(settings, data, encoder, steps_per_epoch)
+    fusion_parameters = parameter_count(trainer.model)
+    parameters = parameter_increase(trainer.model, encoder.model) if encoder is not None else None
+    log.info("ADaFuSE: %s", parameters.describe() if parameters else f"{fusion_parameters:,} fusion parameters")
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in ("best", "last"):
+        _recover(out_dir, name)
+    history: list[EpochRecord] = []
+    best_hits, best_epoch, start, resumed = -1.0, 0, 1, None
+    state_path = out_dir / "last" / STATE_FILE
+    if state_path.is_file():
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        if state["settings"] != settings.resume_identity() or state["data"] != data.fingerprint:
+            raise ConfigError(f"{out_dir} holds a training run with other settings or data; use another --out "
+                              f"(stored settings: {json.dumps(state['settings'], sort_keys=True)})")
+        trainer.load(out_dir / "last", state["trainer"])
+        history = [EpochRecord(*record) for record in state["history"]]
+        best_hits, best_epoch = state["best_hits"], state["best_epoch"]
+        start = resumed = state["epoch"] + 1
+        if start <= settings.epochs:
+            log.info("resuming %s from epoch %d", out_dir, state["epoch"])
+
+    def metadata(epoch: int) -> dict[str, Any]:
+        return {
+            "base_encoder": base_identity,
+            "training": {
+                "settings": settings.resume_identity(),
+                "epoch": epoch,
+                "data": data.fingerprint,
+                "fusion_parameters": fusion_parameters,
+                "base_parameters": parameters.base if parameters else None,
+                "parameter_increase_percent": parameters.percent if parameters else None,
+                "history": [record._asdict() for record in history],
+            },
+        }
+
+    for epoch in range(start, settings.epochs + 1):
+        torch.manual_seed(derive_seed(settings.seed, "adafuse-dropout", epoch))  # dropout: same on resume
+        batches = batches_for_epoch(train_count, settings.batch_size, settings.seed, epoch)
+        losses = []
+        with tqdm(batches, desc=f"epoch {epoch}/{settings.epochs}", unit="batch", disable=not progress) as bar:
+            for batch in bar:
+                losses.append(trainer.step(split.train[batch]))
+                bar.set_postfix(loss=f"{losses[-1]:.4f}")
+        validation = trainer.evaluate(split.validation)
+        record = EpochRecord(epoch, sum(losses) / max(1, len(losses)), validation.hits, validation.text_only_hits,
+                             validation.gate_mean, float(1.0 / trainer.logit_scale.detach().exp()),
+                             float(trainer.optimizer.param_groups[0]["lr"]))
+        history.append(record)
+        log.info("epoch %d: loss %.4f, validation Hits@%d %.2f (text only %.2f), mean gate %.3f", epoch,
+                 record.train_loss, settings.hits_k, record.validation_hits, record.text_only_hits, record.gate_mean)
+        if validation.hits > best_hits:
+            best_hits, best_epoch = validation.hits, epoch
+            _replace_dir(out_dir, "best", lambda path, epoch=epoch: save_checkpoint(
+                path, trainer.model, trainer.config, metadata(epoch), trainer.text_state()))
+
+        def write_last(path: Path, epoch: int = epoch, best: tuple[float, int] = (best_hits, best_epoch)) -> None:
+            save_checkpoint(path, trainer.model, trainer.config, metadata(epoch), trainer.text_state())
+            torch.save({"epoch": epoch, "settings": settings.resume_identity(), "data": data.fingerprint,
+                        "trainer": trainer.state_dict(), "history": [tuple(record) for record in history],
+                        "best_hits": best[0], "best_epoch": best[1]}, path / STATE_FILE)
+
+        _replace_dir(out_dir, "last", write_last)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch)
+    trainer.train_mode(False)
+    if encoder is not None:
+        for parameter in encoder.model.parameters():
+            parameter.requires_grad_(False)
+    summary = TrainSummary(
+        out_dir=out_dir, mode=settings.mode, epochs=len(history), best_epoch=best_epoch,
+        best_validation_hits=best_hits, hits_k=settings.hits_k, parameters=parameters,
+        fusion_parameters=fusion_parameters, train_examples=train_count,
+        validation_examples=len(split.validation), resumed_from_epoch=resumed, history=tuple(history),
+    )
+    atomic_write_text(out_dir / SUMMARY_FILE, json.dumps(summary.to_dict(), indent=1))
+    return summary
+
+
+def pool_ranks(data: EmbeddedData, indices: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
+    """0-based rank of each example's target among the distinct targets of the examples ``indices`` (the pool that
+    validation ranks), for ``queries`` (len(indices), D): the number of pool images scoring strictly higher."""
+    pool_ids, position = _validation_pool(data, indices)
+    where = position[data.target_index[indices]][:, None].to(queries.device)
+    return _ranks(queries @ data.targets[pool_ids].to(queries.device).T, where).cpu()

@@ -1,0 +1,92 @@
+"""DAR generation as a job: the distinct requests are drawn once, a later DAR run finds every image cached, and the
+job spread over Ray actors writes the same images as in process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.config import RunSpec
+from harness.registry import REGISTRY
+from harness.runner import run_evaluation
+from tests.harness.test_ray_executor import ray_cluster  # noqa: F401 - the session's local Ray cluster
+
+pytest.importorskip("diffusers")
+
+
+@pytest.fixture(scope="module")
+def setting(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    root = tmp_path_factory.mktemp("dar-generate")
+    synthetic = REGISTRY.resolve("fixture", "synthetic-benchmark")(root / "benchmark", dialogues=6, distractors=4)
+    dar = {
+        "base": "cocoft", "model": str(REGISTRY.resolve("fixture", "tiny-blip")(root / "tiny-blip")),
+        "variant": "paper", "llm": "scripted", "size": 32, "steps": 2, "diffusion_batch_size": 2,
+        "diffusion_model": str(REGISTRY.resolve("fixture", "tiny-sd21")(root / "tiny-sd21")),
+    }
+    return {"synthetic": synthetic, "dar": dar, "dialogues": synthetic.load().dialogues}
+
+
+def _images(cache: Path) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in (cache / "images").rglob("*.png")}
+
+
+def test_generation_draws_distinct_requests_once_and_a_run_then_draws_nothing(setting, tmp_path):
+    from retrievers.dar_generate import generate_dar_images
+
+    cache = tmp_path / "cache"
+    counts = generate_dar_images(setting["dar"], setting["dialogues"], rounds=2, cache_dir=cache, device="cpu")
+    assert counts.image_requests == 6 * 3 * 3  # dialogues x rounds 0..2 x K
+    assert counts.cached == 0 and counts.generated == counts.distinct_requests == len(_images(cache))
+    again = generate_dar_images(setting["dar"], setting["dialogues"], rounds=2, cache_dir=cache, device="cpu")
+    assert (again.cached, again.generated) == (counts.distinct_requests, 0)
+
+    before = _images(cache)
+    synthetic = setting["synthetic"]
+    run_evaluation(RunSpec(retriever="dar", retriever_args=setting["dar"], benchmark=str(synthetic.dialogue_file),
+                           search_space=synthetic.search_space_file, image_root=synthetic.image_root,
+                           out=tmp_path / "run", device="cpu", rounds=2, cache_dir=cache, progress=False))
+    assert _images(cache) == before  # every image the run asked for was already drawn
+
+
+def test_generate_command_counts_requests_and_a_dry_run_draws_nothing(setting, tmp_path):
+    from click.testing import CliRunner
+
+    from harness.cli import main
+
+    synthetic, dar = setting["synthetic"], setting["dar"]
+    arguments = [f"{key}={value}" for key, value in dar.items() if key != "variant"]
+    command = ["dar", "generate", "--benchmark", str(synthetic.dialogue_file), "--search-space",
+               str(synthetic.search_space_file), "--dar-variant", "paper", "--rounds", "1", "--limit", "2",
+               "--device", "cpu", "--cache-dir", str(tmp_path / "cache")]
+    for argument in arguments:
+        command += ["--retriever-arg", argument]
+    dry = CliRunner().invoke(main, [*command, "--dry-run"], catch_exceptions=False)
+    assert dry.exit_code == 0, dry.output
+    assert "2 dialogues, 12 image requests" in dry.output and "generated now" in dry.output
+    assert _images(tmp_path / "cache") == {}
+    drawn = CliRunner().invoke(main, command, catch_exceptions=False)
+    assert drawn.exit_code == 0, drawn.output
+    assert len(_images(tmp_path / "cache")) > 0
+
+
+@pytest.mark.slow  # two actors each importing diffusers: ~15 s on two CPUs
+def test_generation_on_ray_writes_the_same_images(ray_cluster, setting, tmp_path):  # noqa: F811
+    import torch
+
+    from harness.ray_executor import RayExecutor
+    from retrievers.dar_generate import generate_dar_images
+
+    # A Ray worker with one CPU runs torch on one thread; CPU kernels may round differently on more threads.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        local = generate_dar_images(setting["dar"], setting["dialogues"], rounds=1, cache_dir=tmp_path / "local",
+                                    device="cpu")
+    finally:
+        torch.set_num_threads(threads)
+    spread = generate_dar_images(setting["dar"], setting["dialogues"], rounds=1, cache_dir=tmp_path / "ray",
+                                 device="cpu", executor=RayExecutor(workers=2), dialogues_per_chunk=3,
+                                 images_per_chunk=8)
+    assert spread == local
+    assert _images(tmp_path / "ray") == _images(tmp_path / "local")
