@@ -268,9 +268,10 @@ class StagesByDefault(LazyGroup):
         "live": "simulators.bench:live",
         "dar": "retrievers.dar_bench:dar",
         "adafuse": "retrievers.adafuse_bench:adafuse",
+        "ray": "harness.ray_bench:ray",
     },
 )
 def bench_group() -> None:
     """Measure throughput on this machine. With options and no subcommand (`harness bench --retriever dar
     --questioner flan --answerer blip2`): every stage of the configured evaluation and its projected wall time
-    (`stages`). Single stages: `ranking`, `encoder`, `live`, `dar` (image generation), `adafuse` (training)."""
+    (`stages`). Single stages: `ranking`, `encoder`, `live`, `dar` (image generation), `adafuse` (training), `ray` (executors)."""

@@ -11,15 +11,18 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 ROUND_METRICS = ("Hits@1", "Hits@5", "Hits@10")
+# Printed when a run has them: fused runs (DAR, ADaFuSE) carry degradation, learned fusion its mean gate.
+FUSION_METRICS = ("Degradation", "RankDrop", "GateMean")
 
 
-def format_round_table(metrics: Mapping[str, Any], names: Sequence[str] = ROUND_METRICS) -> str:
+def format_round_table(metrics: Mapping[str, Any], names: Sequence[str] = ROUND_METRICS + FUSION_METRICS) -> str:
+    """One row per metric of ``names`` the run has, one column per round (``-`` where a round has no value)."""
     rows = [(name, metrics[name]) for name in names if isinstance(metrics.get(name), list)]
     if not rows:
         return "(no metrics)"
     rounds = len(rows[0][1])
     label_width = max(len("metric"), *(len(name) for name, _ in rows))
-    cells = [[f"{value:.2f}" for value in values] for _, values in rows]
+    cells = [["-" if value is None else f"{value:.2f}" for value in values] for _, values in rows]
     width = max(len(f"r{rounds - 1}"), *(len(cell) for row in cells for cell in row))
     header = "metric".ljust(label_width) + "".join(f"  {f'r{r}':>{width}}" for r in range(rounds))
     lines = [header]

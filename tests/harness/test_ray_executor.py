@@ -205,3 +205,15 @@ def test_ray_settings_are_checked_and_left_out_of_the_identity(tmp_path):
         RunSpec(retriever="oracle", benchmark="b.json", out=tmp_path, executor="dask")
     with pytest.raises(ConfigError, match="apply to the ray executor"):
         RunSpec(retriever="oracle", benchmark="b.json", out=tmp_path, workers=2)
+
+
+@pytest.mark.slow  # four tiny evaluations, two of them on fresh actors: ~20 s on two CPUs
+def test_ray_bench_compares_executors_on_identical_records(ray_cluster, tmp_path):
+    from click.testing import CliRunner
+
+    from harness.cli import main
+
+    result = CliRunner().invoke(main, ["bench", "ray", "--dialogues", "8", "--rounds", "2", "--batch-size", "2",
+                                       "--work-dir", str(tmp_path)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "ray, 2 worker(s)" in result.output and "records identical to in-process: yes" in result.output

@@ -145,6 +145,8 @@ def test_harness_run_records_gate_and_degradation_metrics(checkpoint, synthetic,
     for name in ("GateMean", "GateCosineCorrelation", "Degradation", "RankDrop"):
         assert len(metrics[name]) == ROUNDS + 1, name
     assert all(0 < gate < 1 for gate in metrics["GateMean"])
+    printed = {line.split()[0] for line in result.output.splitlines() if line.strip()}
+    assert {"Hits@10", "Degradation", "RankDrop", "GateMean"} <= printed  # next to Hits@10 in the run's table
 
 
 def test_end_to_end_training_saves_the_text_side_and_the_retriever_loads_it(synthetic, generated, tiny_blip,
