@@ -29,6 +29,7 @@ from harness.registry import KINDS, REGISTRY, RegistryError
 log = logging.getLogger("harness")
 # Retrievers built on DAR's pipeline (reformulation, generated images): the --dar-* options apply to them.
 DAR_PIPELINES = ("dar", "adafuse")
+MAX_REASONS_SHOWN = 10  # distinct failure reasons printed after a run, most frequent first
 
 
 class LazyGroup(click.Group):
@@ -211,7 +212,16 @@ def run_command(
     click.echo(f"\n{spec.retriever} on {spec.benchmark}: {result.metrics['dialogues']} dialogues "
                f"({result.evaluated} evaluated now, {result.reused} reused from {result.directory})")
     if result.failed:
-        click.echo(f"{result.failed} dialogues FAILED and are excluded from the metrics; rerun to retry them.")
+        click.echo(f"{result.failed} dialogues FAILED and are excluded from the metrics; rerun to retry them. "
+                   "Reasons:")
+        for reason, count in list(result.failure_reasons.items())[:MAX_REASONS_SHOWN]:
+            click.echo(f"  {count:>6} x {reason}")
+        if len(result.failure_reasons) > MAX_REASONS_SHOWN:
+            click.echo(f"  ... and {len(result.failure_reasons) - MAX_REASONS_SHOWN} other reasons "
+                       f"(the error of each dialogue is in {result.directory / 'ranks.jsonl'})")
+    if result.failed and not result.metrics["dialogues"]:
+        raise HarnessError(f"every one of the {result.failed} dialogues failed (reasons above); fix the cause and "
+                           "run the same command again")
     click.echo(format_round_table(result.metrics))
 
 
@@ -235,7 +245,7 @@ def metrics_command(runs: tuple[Path, ...]) -> None:
 
 
 @main.command("demo")
-@click.option("--out", type=click.Path(path_type=Path, file_okay=False), help="Keep the demo's files here (default: a temporary folder).")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), help="Write the demo's files here (default: a new folder under the system's temporary directory).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def demo_command(out: Path | None, quiet: bool) -> None:
     """Offline pipeline check: tiny random-weight models of the real classes on a small synthetic benchmark."""

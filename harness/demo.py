@@ -22,11 +22,9 @@ BANNER = "PIPELINE CHECK ONLY: tiny models with random weights on synthetic imag
 
 
 def run_demo(out: Path | None = None, progress: bool = True) -> dict[str, dict]:
-    """Run the demo into ``out`` (a temporary folder when None) and return each run's metrics by name."""
-    if out is None:
-        with tempfile.TemporaryDirectory(prefix="harness-demo-") as temporary:
-            return _run(Path(temporary), progress)
-    return _run(Path(out), progress)
+    """Run the demo into ``out`` (a new temporary folder when None, kept so that its report can be opened) and
+    return each run's metrics by name."""
+    return _run(Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="harness-demo-")), progress)
 
 
 def _run(root: Path, progress: bool) -> dict[str, dict]:
@@ -81,7 +79,7 @@ def _run(root: Path, progress: bool) -> dict[str, dict]:
         click.echo(f"\n{label}: {result.metrics['dialogues']} dialogues -> {result.directory}")
         click.echo(format_round_table(result.metrics))
     _write_report(root, [root / "runs" / name for name, *_ in runs.values()], [name for name, *_ in runs.values()])
-    click.echo(f"\n{BANNER}")
+    click.echo(f"\n{BANNER}\nEverything the demo wrote (runs, caches, report) is in {root}; delete it when done.")
     return results
 
 

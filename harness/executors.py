@@ -1,6 +1,6 @@
 """Executors run the evaluation of dialogue chunks. The in-process executor is the default; the Ray executor
 (``harness.ray_executor``) spreads chunks over stateful workers on one machine or a cluster and streams finished
-chunks back in completion order.
+chunks back in chunk order.
 
 A worker is made once per executor slot by ``make_worker`` (where models are loaded), then called once per chunk:
 
@@ -33,7 +33,7 @@ class WorkerFactory(Protocol, Generic[Chunk, Result]):
 
 class Executor(Protocol):
     def map(self, make_worker: WorkerFactory[Chunk, Result], chunks: Sequence[Chunk]) -> Iterator[Result]:
-        """Evaluate every chunk, yielding each result as soon as it is done (in any order)."""
+        """Evaluate every chunk, yielding the results in chunk order as they are done."""
 
 
 class InProcessExecutor:
@@ -53,9 +53,11 @@ def make_executor(
     workers: int | None = None,
     gpus_per_worker: float = 0.0,
     cpus_per_worker: float = 1.0,
+    device: str = "auto",
 ) -> Executor:
-    """The executor called ``name`` (in-process or ray). Choosing ``ray`` without Ray installed raises a
-    ``HarnessError`` that says what to install; Ray is imported only here, on demand."""
+    """The executor called ``name`` (in-process or ray) for models on ``device`` (the run's ``--device``). Choosing
+    ``ray`` without Ray installed raises a ``HarnessError`` that says what to install; Ray is imported only here, on
+    demand."""
     if name == "in-process":
         if address is not None or workers is not None or gpus_per_worker:
             raise ConfigError("--ray-address, --workers and --gpus-per-worker apply to --executor ray")
@@ -64,5 +66,5 @@ def make_executor(
         from harness.ray_executor import RayExecutor
 
         return RayExecutor(address=address, workers=workers, gpus_per_worker=gpus_per_worker,
-                           cpus_per_worker=cpus_per_worker)
+                           cpus_per_worker=cpus_per_worker, device=device)
     raise ConfigError(f"unknown executor {name!r}; use one of {', '.join(EXECUTORS)}")

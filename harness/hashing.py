@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def sha256_file(path: Path, chunk_bytes: int = 1 << 20) -> str:
@@ -29,7 +33,7 @@ def canonical_json(value: Any) -> str:
 
 
 def stable_hash(value: Any) -> str:
-    return hashlib.sha256(canonical_json(value).encode("utf-8")).hexdigest()
+    return sha256_bytes(canonical_json(value).encode("utf-8"))
 
 
 def derive_seed(global_seed: int, *parts: object) -> int:
@@ -39,27 +43,46 @@ def derive_seed(global_seed: int, *parts: object) -> int:
     return int.from_bytes(digest[:8], "big") >> 1
 
 
-def files_fingerprint(paths: Sequence[Path], sample_bytes: int = 1 << 20) -> str:
-    """A fast content fingerprint of model files too large to hash whole (an 11B model's shards).
+def files_fingerprint(paths: Sequence[Path], memo_dir: Path | None = None) -> str:
+    """A content fingerprint of model files (weights, configs, tokenizer): sha256 over each file's name, size and
+    full sha256, in order of name, so the same files in another folder, or listed in another order, agree.
 
-    sha256 over each file's name, size and its first and last ``sample_bytes`` (the whole file when it is no larger
-    than ``2 * sample_bytes``). Files are taken in order of name, so the same files in another folder, or listed in
-    another order, give the same fingerprint. It is a fingerprint, not a full digest: two files of equal name and
-    size that differ only in the unread middle get the same value. That is enough to tell checkpoints (and their
-    revisions) apart, since any retrained or converted tensor changes sizes, headers or the sampled ends; use
-    ``sha256_file`` where a full digest is needed.
+    Every byte counts (a same-size fine-tune that only changes tensors in the middle gets another value), yet only
+    the first use of a file reads it: its sha256 is memoised under ``memo_dir/file-digests`` (default: the shared
+    cache folder) keyed by (absolute path, size, mtime_ns), so a rewritten file is hashed again and an unchanged
+    11B checkpoint is not read at every load.
     """
-    if sample_bytes < 1:
-        raise ValueError(f"sample_bytes must be at least 1, got {sample_bytes}")
+    if memo_dir is None:
+        from harness.config import default_cache_dir  # imported here: harness.config imports more than hashing may
+
+        memo_dir = default_cache_dir()
     digest = hashlib.sha256()
     for path in sorted((Path(path) for path in paths), key=lambda path: (path.name, str(path))):
         size = path.stat().st_size
-        digest.update(canonical_json([path.name, size]).encode("utf-8"))
-        with open(path, "rb") as handle:
-            if size <= 2 * sample_bytes:
-                digest.update(handle.read())
-            else:
-                digest.update(handle.read(sample_bytes))
-                handle.seek(size - sample_bytes)
-                digest.update(handle.read(sample_bytes))
+        digest.update(canonical_json([path.name, size, _memoised_sha256(path, memo_dir)]).encode("utf-8"))
     return digest.hexdigest()
+
+
+def _memoised_sha256(path: Path, memo_dir: Path) -> str:
+    """``sha256_file(path)``, read from (or written to) its memo entry for the file's current path, size and mtime."""
+    # harness.atomic imports this module, so it can only be imported once both are loaded.
+    from harness.atomic import atomic_write_text, read_record
+
+    absolute = path.resolve()
+    stat = absolute.stat()
+    key = stable_hash([str(absolute), stat.st_size, stat.st_mtime_ns])
+    entry = memo_dir / "file-digests" / key[:2] / f"{key}.json"
+
+    def recorded(record: Mapping[str, Any]) -> str:
+        digest = record.get("sha256")
+        if isinstance(digest, str):
+            return digest
+        raise ValueError("the record holds no sha256")  # damage in the file: read_record warns and we hash again
+
+    known = read_record(entry, key, recorded)
+    if known is not None:
+        return known
+    digest = sha256_file(absolute)
+    record = {"key": key, "path": str(absolute), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": digest}
+    atomic_write_text(entry, canonical_json(record))
+    return digest

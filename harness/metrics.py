@@ -17,7 +17,10 @@ Definitions (PROTOCOL.md section 4):
   rank is worse (higher) than the text-only rank of the same query; ``RankDrop``: the mean of (fused - text-only)
   over those degraded dialogues (null in a round with none).
 - ``GateMean`` / ``GateCosineCorrelation`` (learned fusion only): per round, the mean gate value (the text weight)
-  and its Pearson correlation with the text/image cosine similarity (null where either is constant).
+  and its Pearson correlation with the text/image cosine similarity (null where either is constant);
+  ``TextImageCosineMean``: the mean of that cosine; ``GateByCosineQ1`` .. ``GateByCosineQ4``: the mean gate of each
+  quarter of the round's dialogues ordered by cosine (Q1 the lowest; null in a quarter left empty by fewer than four
+  dialogues), so the shape of the relation shows, not only its linear part.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from typing import Any, Protocol
 import numpy as np
 
 DEFAULT_KS = (1, 5, 10)
+QUARTERS = 4  # cosine bins of the gate inspection
 
 
 def as_rank_matrix(ranks: Sequence[Sequence[int]] | np.ndarray) -> np.ndarray:
@@ -98,6 +102,22 @@ def degradation(fused: np.ndarray, text_only: np.ndarray) -> tuple[list[float], 
     return rates, drops
 
 
+def gate_by_cosine_quartile(gates: np.ndarray, cosines: np.ndarray) -> list[list[float | None]]:
+    """For each quarter (lowest cosine first) of every round's dialogues sorted by text/image cosine, the per-round
+    mean gate; ``gates`` and ``cosines`` are (dialogues x rounds). The dialogue at sorted position i of n falls in
+    quarter floor(4 i / n), its empirical quantile, so with fewer than four dialogues the empty quarters are spread
+    out rather than all at the top. Ties keep dialogue order (a stable sort)."""
+    count = gates.shape[0]
+    quarter_of_position = np.arange(count) * QUARTERS // max(1, count)
+    quarters: list[list[float | None]] = [[] for _ in range(QUARTERS)]
+    for round_ in range(gates.shape[1]):
+        order = np.argsort(cosines[:, round_], kind="stable")
+        for number, quarter in enumerate(quarters):
+            members = order[quarter_of_position == number]
+            quarter.append(float(gates[members, round_].mean()) if members.size else None)
+    return quarters
+
+
 def _pearson(x: np.ndarray, y: np.ndarray) -> float | None:
     if x.size < 2 or np.std(x) == 0 or np.std(y) == 0:
         return None
@@ -126,4 +146,7 @@ def side_metrics(records: Sequence[_HasSides]) -> dict[str, Any]:
         cosines = np.asarray([record.side_values["text_image_cosine"] for record in records], dtype=np.float64)
         metrics["GateMean"] = gates.mean(axis=0).tolist()
         metrics["GateCosineCorrelation"] = [_pearson(gates[:, r], cosines[:, r]) for r in range(gates.shape[1])]
+        metrics["TextImageCosineMean"] = cosines.mean(axis=0).tolist()
+        for number, means in enumerate(gate_by_cosine_quartile(gates, cosines), start=1):
+            metrics[f"GateByCosineQ{number}"] = means
     return metrics

@@ -61,6 +61,9 @@ def _tiny_spec(work: Path, retriever: str, bots: str, dialogues: int, rounds: in
 
 
 def _fresh_cache(spec: RunSpec, warm: RunSpec) -> RunSpec:
+    """``spec`` with its own copy of the warmed cache and no earlier run (a reused --work-dir starts over)."""
+    shutil.rmtree(spec.cache_dir, ignore_errors=True)
+    shutil.rmtree(spec.out, ignore_errors=True)
     shutil.copytree(warm.cache_dir, spec.cache_dir)
     return spec
 
@@ -71,8 +74,8 @@ def _timed_run(spec: RunSpec, executor: Executor) -> float:
     return time.perf_counter() - start
 
 
-def _records(spec: RunSpec) -> list[str]:
-    return sorted((spec.out / "ranks.jsonl").read_text(encoding="utf-8").splitlines())
+def _records(spec: RunSpec) -> bytes:
+    return (spec.out / "ranks.jsonl").read_bytes()
 
 
 @click.command("ray")

@@ -7,8 +7,11 @@ once and evaluate chunk after chunk, on one machine or a cluster.
     from harness.ray_executor import RayExecutor
     run_evaluation(spec, executor=RayExecutor(address="auto", gpus_per_worker=0.5))
 
-Each worker is a Ray actor holding what ``make_worker()`` built. Chunks go to idle actors; results come back in
-completion order, and the caller (the runner) appends a chunk's records only when its result arrives. When an actor
+Each worker is a Ray actor holding what ``make_worker()`` built. Chunks go to idle actors; results are yielded in
+chunk order (a chunk that finishes early waits for the ones before it), so the caller (the runner) appends records
+in the same order as the in-process executor and the run directory is byte-identical to an in-process run's. A
+crash loses at most the finished chunks still waiting for an earlier one; what they computed stays in the shared
+caches, so recomputing them on resume is cheap. When an actor
 dies in the middle of a chunk (its process crashed or was killed, its node went away), the actor is replaced and the
 chunk is sent to the next idle actor, up to ``max_task_retries`` times per chunk: a chunk is therefore stored exactly
 once or not at all. An exception raised by the worker's code is not retried: it is raised here as the original
@@ -45,6 +48,14 @@ def import_ray() -> Any:
     return ray
 
 
+def _lost_worker_errors(ray: Any) -> tuple[type[BaseException], ...]:
+    """Ray's errors for a chunk whose worker went away (crash, kill, node loss, the memory monitor's kill): the
+    chunk itself may be fine, so it is retried on a new worker."""
+    exceptions = ray.exceptions
+    names = ("RayActorError", "WorkerCrashedError", "NodeDiedError", "ObjectLostError", "OutOfMemoryError")
+    return tuple(getattr(exceptions, name) for name in names if hasattr(exceptions, name))
+
+
 class _ChunkActor:
     """The body of one Ray actor: builds its worker (models) on the first call, then evaluates chunks."""
 
@@ -76,6 +87,11 @@ class RayExecutor:
     """Chunks over ``workers`` Ray actors, each reserving ``gpus_per_worker`` GPUs (fractions let small models share
     one) and ``cpus_per_worker`` CPUs.
 
+    ``device`` is the run's ``--device``. Ray shows an actor that reserved no GPU every GPU of its node, so with
+    ``gpus_per_worker=0`` all workers would load their models onto the same first GPU: for ``cuda`` (and for
+    ``auto`` on a cluster that has GPUs) each worker therefore reserves one whole GPU unless told otherwise, and
+    ``cuda:N`` is refused (Ray picks the GPU; inside a worker it is ``cuda``).
+
     ``address``: a cluster to join (``"auto"``, ``"ray://host:10001"``); ``None`` joins the cluster this process is
     already connected to, else starts a local one (shut down again at the end). ``workers=None`` fills the cluster:
     its GPUs divided by ``gpus_per_worker`` (or CPUs by ``cpus_per_worker``), never more than there are chunks.
@@ -91,6 +107,7 @@ class RayExecutor:
         cpus_per_worker: float = 1.0,
         max_task_retries: int = 3,
         init_options: dict[str, Any] | None = None,
+        device: str = "auto",
     ) -> None:
         if workers is not None and workers < 1:
             raise ConfigError(f"workers must be at least 1, got {workers}")
@@ -100,6 +117,10 @@ class RayExecutor:
             raise ConfigError(f"gpus_per_worker above 1 must be a whole number, got {gpus_per_worker}")
         if max_task_retries < 0:
             raise ConfigError(f"max_task_retries must be 0 or more, got {max_task_retries}")
+        if device.startswith("cuda:"):
+            raise ConfigError(f"--device {device} cannot be used with --executor ray: Ray gives each worker its own "
+                              "GPU(s), seen inside the worker as cuda; use --device cuda (or auto)")
+        self.device = device
         self.ray = import_ray()
         self.address = address
         self.workers = workers
@@ -115,20 +136,23 @@ class RayExecutor:
             return
         ray = self.ray
         started_here = self._connect()
+        gpus = self._gpus_per_worker()
         actor_class = ray.remote(_ChunkActor).options(
-            num_cpus=self.cpus_per_worker, num_gpus=self.gpus_per_worker, max_restarts=0, max_task_retries=0
+            num_cpus=self.cpus_per_worker, num_gpus=gpus, max_restarts=0, max_task_retries=0
         )
         # The factory (spec and benchmark) is put in the object store once, not serialised per actor.
         factory_ref = ray.put(make_worker)
-        count = self._worker_count(len(chunks))
+        count = self._worker_count(len(chunks), gpus)
         self.used_workers = count
         slots = [_Slot(index, actor_class.remote(factory_ref)) for index in range(count)]
         log.info("Ray executor: %d workers (%s GPU, %s CPU each) for %d chunks",
-                 count, self.gpus_per_worker, self.cpus_per_worker, len(chunks))
+                 count, gpus, self.cpus_per_worker, len(chunks))
         waiting = deque(range(len(chunks)))
         attempts = [0] * len(chunks)
         idle = deque(slots)
         running: dict[Any, tuple[_Slot, int]] = {}
+        finished: dict[int, Any] = {}
+        next_to_yield = 0
         try:
             while waiting or running:
                 while idle and waiting:
@@ -141,8 +165,7 @@ class RayExecutor:
                 except ray.exceptions.RayTaskError as error:
                     # The worker's own code raised: deterministic, so not retried; re-raise it as itself.
                     raise error.as_instanceof_cause() from None
-                except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError,
-                        ray.exceptions.NodeDiedError, ray.exceptions.ObjectLostError) as error:
+                except _lost_worker_errors(ray) as error:
                     attempts[index] += 1
                     if attempts[index] > self.max_task_retries:
                         raise HarnessError(
@@ -156,7 +179,10 @@ class RayExecutor:
                     idle.append(slot)
                     continue
                 idle.append(slot)
-                yield result
+                finished[index] = result
+                while next_to_yield in finished:
+                    yield finished.pop(next_to_yield)
+                    next_to_yield += 1
         finally:
             for slot in slots:
                 ray.kill(slot.actor, no_restart=True)
@@ -175,15 +201,27 @@ class RayExecutor:
             raise HarnessError(f"cannot reach the Ray cluster at {self.address!r}: {error}") from None
         return self.address is None
 
-    def _worker_count(self, chunks: int) -> int:
+    def _gpus_per_worker(self) -> float:
+        """GPUs each actor reserves: as asked, or one whole GPU where the models go to CUDA (see the class doc)."""
+        if self.gpus_per_worker > 0 or self.device == "cpu":
+            return self.gpus_per_worker
+        cluster_gpus = self.ray.cluster_resources().get("GPU", 0)
+        if cluster_gpus == 0:
+            if self.device == "cuda":
+                raise HarnessError("--device cuda with --executor ray, but the Ray cluster has no GPU")
+            return 0.0
+        log.info("Ray executor: each worker reserves 1 GPU (--gpus-per-worker 0.5 lets two share one)")
+        return 1.0
+
+    def _worker_count(self, chunks: int, gpus_per_worker: float) -> int:
         if self.workers is not None:
             return min(self.workers, chunks)
         resources = self.ray.cluster_resources()
-        if self.gpus_per_worker > 0:
-            fit = math.floor(resources.get("GPU", 0) / self.gpus_per_worker + 1e-9)
+        if gpus_per_worker > 0:
+            fit = math.floor(resources.get("GPU", 0) / gpus_per_worker + 1e-9)
             if fit < 1:
                 raise HarnessError(f"the Ray cluster has {resources.get('GPU', 0):g} GPUs; "
-                                   f"a worker needs {self.gpus_per_worker:g}")
+                                   f"a worker needs {gpus_per_worker:g}")
         else:
             fit = math.floor(resources.get("CPU", 1) / max(self.cpus_per_worker, 1e-9) + 1e-9)
         return max(1, min(fit, chunks))

@@ -6,19 +6,21 @@
     outputs = cache.get_or_compute(keys, lambda missing: generate([prompts[i] for i in missing]))
 
 A key holds everything that changes the output: the model's identity, the full prompt (text or chat messages,
-images by content hash) and the decoding parameters, seed included for sampled outputs. Entries are written
-atomically; an unreadable entry counts as a miss and is regenerated. Failures (``TurnFailure``) are never cached, so
-a resumed run retries them. Identical keys within one batch are computed once.
+images by content hash) and the decoding parameters, seed included for sampled outputs. Each entry is one JSON file,
+written atomically, holding the key, the response and the response's sha256 (so one write stores the entry and its
+check together). An entry that is unreadable, of another key, without a response or whose response does not match
+its digest is logged as damaged, counts as a miss and is regenerated and overwritten, never used; that includes
+every entry stored before digests were. Failures (``TurnFailure``) are never cached, so a resumed run retries them.
+Identical keys within one batch are computed once.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.atomic import atomic_write_text
+from harness.atomic import atomic_write_text, digest_facts, read_record, verify_digest
 from harness.cache_fill import fill_missing
 from harness.hashing import canonical_json, stable_hash
 from harness.protocols import TurnFailure
@@ -37,15 +39,12 @@ class ResponseCache:
         return stable_hash({"model": model, "prompt": prompt, "decoding": decoding})
 
     def get(self, key: str) -> str | None:
-        try:
-            payload = json.loads(self._path(key).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-        response = payload.get("response") if isinstance(payload, dict) else None
-        return response if isinstance(response, str) and payload.get("key") == key else None
+        """The cached response, or None when the entry is missing or fails its checks."""
+        return read_record(self._path(key), key, _verified_response)
 
     def put(self, key: str, response: str) -> None:
-        atomic_write_text(self._path(key), canonical_json({"key": key, "response": response}))
+        entry = {"key": key, "response": response, **digest_facts(response.encode("utf-8"))}
+        atomic_write_text(self._path(key), canonical_json(entry))
 
     def get_or_compute(self, keys: Sequence[str], compute: Callable[[list[int]], Sequence[Output]]) -> list[Output]:
         """Cached outputs for ``keys``; ``compute(indexes)`` is called once with the positions of the distinct
@@ -57,3 +56,11 @@ class ResponseCache:
 
     def _path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.json"
+
+
+def _verified_response(entry: Mapping[str, Any]) -> str:
+    response = entry.get("response")
+    if isinstance(response, str):
+        verify_digest(response.encode("utf-8"), entry, "the response")
+        return response
+    raise ValueError("the entry holds no response text")  # damage in the file, not a caller's wrong type

@@ -24,8 +24,9 @@ import json
 import logging
 import platform
 import sys
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -39,6 +40,7 @@ from harness.errors import ConfigError, DataError, HarnessError
 from harness.executors import Executor, make_executor
 from harness.metrics import compute_metrics, side_metrics
 from harness.protocols import DialogueSource, Retriever, RunContext, TurnFailure
+from harness.ranking import NonFiniteScores
 from harness.registry import REGISTRY, ComponentRecord
 from harness.sources import LiveSource, ReplaySource
 from harness.store import RunStore, describe_differences
@@ -56,6 +58,7 @@ class RunResult:
     evaluated: int
     reused: int
     failed: int
+    failure_reasons: Mapping[str, int] = field(default_factory=dict)  # each distinct stored error -> dialogues
 
 
 def load_benchmark(spec: RunSpec) -> Benchmark:
@@ -131,7 +134,11 @@ def evaluate_chunk(
             if not running:
                 break
         states = [_state(dialogue, turns, target_positions, round_, query_mode) for dialogue in running]
-        batch = retriever.rank(states)
+        try:
+            batch = retriever.rank(states)
+        except NonFiniteScores as error:
+            named = ", ".join(running[row].dialogue_id for row in error.rows[:10])
+            raise HarnessError(f"round {round_}, dialogues {named}: {error}") from None
         _check_length("retriever", batch.ranks, states)
         for position, (dialogue, rank) in enumerate(zip(running, batch.ranks)):
             if not 0 <= rank < search_space_size:
@@ -175,12 +182,14 @@ def run_evaluation(
     # Components (and the executor) are built (cheaply: models load in prepare) before the run directory is touched,
     # so a bad argument leaves nothing behind.
     if executor is None:
-        executor = make_executor(spec.executor, spec.ray_address, spec.workers, spec.gpus_per_worker)
+        executor = make_executor(spec.executor, spec.ray_address, spec.workers, spec.gpus_per_worker,
+                                 device=spec.device)
     retriever, retriever_record = REGISTRY.build("retriever", spec.retriever, **dict(spec.retriever_args))
     bot_records: list[ComponentRecord] = []
     given_source = source
     if source is None:
         source, bot_records = _build_source(spec, benchmark, dialogues)
+    device = resolve_device(spec.device)
     store = RunStore(spec.out)
     manifest = _new_manifest(spec, benchmark)
     resumed = store.open(manifest)
@@ -190,9 +199,7 @@ def run_evaluation(
         log.info("resuming %s: %d of %d dialogues already stored", spec.out, len(dialogues) - len(pending), len(dialogues))
 
     if pending:
-        context = RunContext(
-            device=resolve_device(spec.device), cache_dir=spec.cache_dir, seed=spec.seed, progress=spec.progress
-        )
+        context = RunContext(device=device, cache_dir=spec.cache_dir, seed=spec.seed, progress=spec.progress)
         # Prepared here first even when workers run elsewhere: the search-space index (and any other shared cache)
         # is built once, and the manifest records the components' identities before any record is written.
         retriever.prepare(search_space, context)
@@ -306,6 +313,10 @@ def _build_source(
         return ReplaySource(dialogues), []
     questioner, questioner_record = REGISTRY.build("questioner", str(spec.questioner), **dict(spec.questioner_args))
     answerer, answerer_record = REGISTRY.build("answerer", str(spec.answerer), **dict(spec.answerer_args))
+    # Checked here, before any model loads, rather than at the first answer, after minutes of loading.
+    if getattr(answerer, "needs_images", False) and benchmark.search_space.image_root is None:
+        raise ConfigError(f"the {spec.answerer} answerer looks at each dialogue's target image, so this run needs "
+                          "--image-root (the folder the search-space image paths are relative to)")
     return LiveSource(questioner, answerer), [questioner_record, answerer_record]
 
 
@@ -313,7 +324,7 @@ def _finish(store: RunStore, dialogues: Sequence[Dialogue], evaluated: int, reus
     by_id = {record.dialogue_id: record for record in store.records()}
     selected = [by_id[d.dialogue_id] for d in dialogues if d.dialogue_id in by_id]
     succeeded = [record for record in selected if record.status == "ok"]
-    failed = [record.dialogue_id for record in selected if record.status != "ok"]
+    failed = [record for record in selected if record.status != "ok"]
     missing = [d.dialogue_id for d in dialogues if d.dialogue_id not in by_id]
     if missing:
         raise HarnessError(f"{len(missing)} dialogues have no record in {store.ranks_path} (first: {missing[:5]})")
@@ -321,9 +332,11 @@ def _finish(store: RunStore, dialogues: Sequence[Dialogue], evaluated: int, reus
     if succeeded:
         metrics = compute_metrics([record.ranks for record in succeeded])
         metrics.update(side_metrics(succeeded))
-    metrics.update({"dialogues": len(succeeded), "failed_dialogues": failed})
+    metrics.update({"dialogues": len(succeeded), "failed_dialogues": [record.dialogue_id for record in failed]})
     store.write_metrics(metrics)
-    return RunResult(store.directory, metrics, evaluated=evaluated, reused=reused, failed=len(failed))
+    reasons = Counter(record.error or "no reason recorded" for record in failed)
+    return RunResult(store.directory, metrics, evaluated=evaluated, reused=reused, failed=len(failed),
+                     failure_reasons=dict(reasons.most_common()))
 
 
 def _state(

@@ -20,7 +20,8 @@ The projection multiplies these by the work of the full evaluation: ``--benchmar
 dialogue-rounds of the four benchmarks are distinct) x K images. Three columns: every request computed (no cache
 hits), duplicates served by the shared caches (a first run), and a warm cache (the same run again, or after a crash:
 no LLM call, no image drawn or embedded; a DAR run over another base encoder re-embeds the generated images, the
-"encoder generated" row of the first run). ``--workers N`` divides by N (ideal scaling over N GPUs/Ray workers).
+"encoder generated" row of the first run). ``--workers N`` divides by N (ideal scaling over N GPUs/Ray workers) all but the search-space index, which the
+driver builds alone.
 Models are loaded before timing; their load time is printed apart. The figures of tiny random models check the
 plumbing: they say nothing of a real GPU's speed.
 """
@@ -85,6 +86,9 @@ class Workload:
         return round(self.dialogue_rounds * self.distinct_fraction)
 
 
+DRIVER_STAGES = frozenset({"encoder images"})
+
+
 @dataclass(frozen=True)
 class Projection:
     """Seconds per stage in the three cache situations."""
@@ -93,6 +97,14 @@ class Projection:
 
     def totals(self) -> tuple[float, float, float]:
         return (sum(row[1] for row in self.rows), sum(row[2] for row in self.rows), sum(row[3] for row in self.rows))
+
+    def over_workers(self, workers: int) -> Projection:
+        """The projection with the work spread over ``workers`` (ideal scaling), except the stages the driver does
+        alone (the search-space index, built before any worker starts)."""
+        return Projection(tuple(
+            row if row[0] in DRIVER_STAGES else (row[0], row[1] / workers, row[2] / workers, row[3] / workers)
+            for row in self.rows
+        ))
 
 
 def project(figures: Mapping[str, StageFigure], work: Workload) -> Projection:
@@ -389,19 +401,15 @@ def stages(retriever: str, retriever_model: str | None, retriever_arg: tuple[str
 
 
 def _print_projection(figures: Mapping[str, StageFigure], work: Workload, names: Sequence[str], workers: int) -> None:
-    projection = project(figures, work)
+    projection = project(figures, work).over_workers(workers)
     click.echo(f"\nprojected full evaluation: {', '.join(names)}: {work.dialogues} dialogues x {work.rounds + 1} "
                f"rounds = {work.dialogue_rounds:,} dialogue-rounds"
                + (f" ({work.distinct_rounds:,} distinct; {work.distinct_rounds * work.images_per_round:,} images at "
                   f"K = {work.images_per_round})" if work.dar else "")
                + f"; search space {work.search_space:,}; {workers} worker(s)")
     click.echo(f"{'stage':20s} {'no cache hits':>13s} {'first run':>13s} {'warm cache':>13s}")
-    for stage, cold, first, warm in projection.rows:
-        click.echo(f"{stage:20s} {_format_seconds(cold / workers):>13s} {_format_seconds(first / workers):>13s} "
-                   f"{_format_seconds(warm / workers):>13s}")
-    cold, first, warm = projection.totals()
-    click.echo(f"{'total':20s} {_format_seconds(cold / workers):>13s} {_format_seconds(first / workers):>13s} "
-               f"{_format_seconds(warm / workers):>13s}")
+    for stage, cold, first, warm in (*projection.rows, ("total", *projection.totals())):
+        click.echo(f"{stage:20s} {_format_seconds(cold):>13s} {_format_seconds(first):>13s} {_format_seconds(warm):>13s}")
     measured = figures.get("retriever warm")
     if measured is not None:
         click.echo(f"check: the retriever's measured warm rate ({measured.rate:.1f} dialogue-rounds/s) gives "
@@ -418,6 +426,6 @@ def generation_lower_bound(images: int, image_tflop: float, peak_tflops: float, 
 def _print_lower_bound(projection: Projection, work: Workload, workers: int, peak: float, image_tflop: float) -> None:
     images = work.distinct_rounds * work.images_per_round
     bound = generation_lower_bound(images, image_tflop, peak, workers)
-    first = projection.totals()[1] / workers
+    first = projection.over_workers(workers).totals()[1]
     click.echo(f"lower bound: {images:,} images x {image_tflop:g} TFLOP at {peak:g} TFLOP/s x {workers} worker(s) = "
                f"{_format_seconds(bound).strip()}; the projected first run is {first / bound:.2f}x that")

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.errors import DataError
+
 
 @dataclass(frozen=True)
 class Dialogue:
@@ -64,6 +66,19 @@ class SearchSpace:
         for path in self.paths:
             digest.update(path.encode("utf-8"))
             digest.update(b"\n")
+        return digest.hexdigest()
+
+    def files_fingerprint(self) -> str:
+        """sha256 of every image's path and file size under the image root: another copy of the images (resized,
+        re-encoded) under the same paths gets another fingerprint, at the cost of one stat per image, not a read."""
+        digest = hashlib.sha256()
+        for index, path in enumerate(self.paths):
+            file = self.resolve(path)
+            try:
+                size = file.stat().st_size
+            except OSError as error:
+                raise DataError(self.source, f"image {file} cannot be read: {error.strerror}", record=index) from None
+            digest.update(f"{path}\t{size}\n".encode())
         return digest.hexdigest()
 
 

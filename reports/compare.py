@@ -8,7 +8,8 @@
 Per benchmark (runs grouped and paired by ``reports.runs.pair_runs``):
 
 - Values: per-round accumulated ``Hits@10`` (and the requested ``Hits@k``/``Recall@k``), per-round ``Recall@10``,
-  ``MRR`` and ``MedR``, and ``BRI``, all from ``harness.metrics.compute_metrics``. Percentile bootstrap intervals of
+  ``MRR`` and ``MedR`` from ``harness.metrics.compute_metrics``, and ``BRI`` (whole dialogue, and per round as the
+  BRI of rounds 0..t: ``running_bri``). Percentile bootstrap intervals of
   every mean come from one set of resampled dialogues shared by all systems (so intervals of differences are
   paired). ``MedR`` is a median and gets no interval and no test.
 - Primary endpoint, one test per compared pair, Holm across the pairs: accumulated Hits@10 at the last round with
@@ -31,19 +32,19 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from harness.errors import HarnessError
-from harness.metrics import best_rank_so_far, bri_per_dialogue, compute_metrics
+from harness.metrics import best_rank_so_far, compute_metrics
 from reports.runs import TEXT_ONLY, LoadedRun, PairedRuns, pair_runs
 from reports.statistics import (
     bootstrap_means,
     holm,
     mcnemar_exact,
-    paired_permutation_pvalues,
+    paired_permutation_test,
     percentile_interval,
 )
 
 PRIMARY_CHOICES = ("last-round", "auc")
 PRIMARY_K = 10
-DEFAULT_ROUND_METRICS = ("Hits@10", "Recall@10", "MRR", "MedR")
+DEFAULT_ROUND_METRICS = ("Hits@10", "Recall@10", "MRR", "BRI", "MedR")
 LOWER_IS_BETTER = {"MedR", "BRI"}
 _METRIC_PATTERN = re.compile(r"^(Hits|Recall)@([1-9][0-9]*)$")
 
@@ -69,7 +70,7 @@ class ReportSettings:
             raise HarnessError(f"primary endpoint must be one of {', '.join(PRIMARY_CHOICES)}, got {self.primary!r}")
         for metric in self.metrics:
             if metric not in DEFAULT_ROUND_METRICS and not _METRIC_PATTERN.match(metric):
-                raise HarnessError(f"unknown metric {metric!r}; use Hits@K or Recall@K (K >= 1), MRR or MedR")
+                raise HarnessError(f"unknown metric {metric!r}; use Hits@K or Recall@K (K >= 1), MRR, BRI or MedR")
         if self.permutations < 1 or self.bootstrap < 1:
             raise HarnessError("--permutations and --bootstrap must be at least 1")
         if not 0 < self.alpha < 1 or not 0 < self.confidence < 1:
@@ -77,14 +78,14 @@ class ReportSettings:
 
     @property
     def round_metrics(self) -> tuple[str, ...]:
-        """Per-round tables in display order: accumulated Hits@k first, then Recall@k, MRR, MedR."""
+        """Per-round tables in display order: accumulated Hits@k first, then Recall@k, MRR, BRI, MedR."""
         chosen = list(dict.fromkeys(("Hits@10", *self.metrics, *DEFAULT_ROUND_METRICS)))
 
         def order(metric: str) -> tuple[int, int]:
             match = _METRIC_PATTERN.match(metric)
             if match:
                 return (0 if match.group(1) == "Hits" else 1, int(match.group(2)))
-            return (2 if metric == "MRR" else 3, 0)
+            return ({"MRR": 2, "BRI": 3}.get(metric, 4), 0)
 
         return tuple(sorted(chosen, key=order))
 
@@ -115,8 +116,9 @@ class Curve:
 class PairTest:
     """One paired test of ``system_a`` against ``system_b``. ``difference`` is mean(a - b) in the metric's units
     (percentage points for Hits/Recall), with its paired bootstrap interval. ``a_only``/``b_only``: McNemar's
-    discordant counts (dialogues only A / only B got right). ``better``: the significantly better system after
-    correction, else None."""
+    discordant counts (dialogues only A / only B got right). ``permutations``: the sign vectors a randomization
+    test used (all 2^n when ``test`` says exact). ``better``: the significantly better system after correction,
+    else None."""
 
     benchmark: str
     family: str  # "primary", "rank" or "per-round"
@@ -133,6 +135,7 @@ class PairTest:
     correction: str
     a_only: int | None = None
     b_only: int | None = None
+    permutations: int | None = None
     better: str | None = None
 
 
@@ -209,15 +212,31 @@ def per_dialogue(ranks: np.ndarray, metric: str) -> np.ndarray:
         return 100.0 * (reached < k)
     if metric == "MRR":
         return 1.0 / (ranks + 1.0)
+    if metric == "BRI":
+        return running_bri(ranks)
     raise ValueError(f"{metric} has no per-dialogue values (a median is not a mean)")
 
 
-def pairs_to_compare(systems: Sequence[str], baseline: str | None) -> list[tuple[str, str]]:
+def running_bri(ranks: np.ndarray) -> np.ndarray:
+    """(dialogues x rounds): column t is the dialogue's BRI over rounds 0..t, the trapezoid mean of log(best rank so
+    far + 1) over [0, t]; column 0 is log(best rank + 1) at round 0 (the mean over a single point), and the last
+    column is the dialogue's BRI (``harness.metrics.bri_per_dialogue``)."""
+    log_best = np.log(best_rank_so_far(ranks) + 1.0)
+    if log_best.shape[1] < 2:
+        return log_best
+    trapezoids = np.cumsum((log_best[:, :-1] + log_best[:, 1:]) / 2.0, axis=1) / np.arange(1, log_best.shape[1])
+    return np.hstack([log_best[:, :1], trapezoids])
+
+
+def pairs_to_compare(benchmark: str, systems: Sequence[str], baseline: str | None) -> list[tuple[str, str]]:
     """(a, b) pairs tested: all pairs in system order, or (system, baseline) for every other system."""
     if baseline is None:
         return list(itertools.combinations(systems, 2))
     if baseline not in systems:
-        raise HarnessError(f"the baseline {baseline!r} has no run in this benchmark; its systems: {', '.join(systems)}")
+        raise HarnessError(
+            f"the baseline {baseline!r} has no run on benchmark {benchmark!r} (its systems: {', '.join(systems)}); name the "
+            "baseline's run on every benchmark the same (--name, once per run, in order)"
+        )
     return [(system, baseline) for system in systems if system != baseline]
 
 
@@ -237,7 +256,7 @@ def compare_runs(runs: Sequence[LoadedRun], settings: ReportSettings | None = No
 def _compare_benchmark(paired: PairedRuns, settings: ReportSettings) -> BenchmarkComparison:
     systems = paired.systems
     rounds = paired.rounds
-    round_metrics = settings.round_metrics
+    round_metrics = tuple(metric for metric in settings.round_metrics if metric != "BRI" or rounds >= 2)
     ks = sorted({int(m.split("@")[1]) for m in round_metrics if _METRIC_PATTERN.match(m)} | {PRIMARY_K})
     computed = {system: compute_metrics(paired.ranks[system], ks=ks) for system in systems}
 
@@ -250,8 +269,6 @@ def _compare_benchmark(paired: PairedRuns, settings: ReportSettings) -> Benchmar
                 columns[(system, metric)] = per_dialogue(ranks, metric)
         columns[(system, "MRR")] = per_dialogue(ranks, "MRR")
         columns[(system, f"Hits@{PRIMARY_K}")] = per_dialogue(ranks, f"Hits@{PRIMARY_K}")
-        if rounds >= 2:
-            columns[(system, "BRI")] = bri_per_dialogue(ranks)[:, None]
         if settings.primary == "auc":
             columns[(system, settings.primary_metric)] = columns[(system, f"Hits@{PRIMARY_K}")].mean(axis=1)[:, None]
         side = paired.side_ranks[system].get(TEXT_ONLY)
@@ -270,7 +287,8 @@ def _compare_benchmark(paired: PairedRuns, settings: ReportSettings) -> Benchmar
     for metric in round_metrics:
         curves[metric] = {}
         for system in systems:
-            values = np.asarray(computed[system][metric], dtype=np.float64)
+            values = (columns[(system, metric)].mean(axis=0) if metric == "BRI"
+                      else np.asarray(computed[system][metric], dtype=np.float64))
             if metric == "MedR":
                 nan = np.full(rounds, np.nan)
                 curves[metric][system] = Curve(values, nan, nan.copy())
@@ -289,23 +307,21 @@ def _compare_benchmark(paired: PairedRuns, settings: ReportSettings) -> Benchmar
             summary[metric][system] = Estimate(value, float(low), float(high))
 
     tests: list[PairTest] = []
-    pairs = pairs_to_compare(systems, settings.baseline)
+    pairs = pairs_to_compare(paired.benchmark, systems, settings.baseline)
     correction_pairs = f"Holm across {len(pairs)} {'comparisons with the baseline' if settings.baseline else 'pairs'}"
     for family, metrics in (("primary", [settings.primary_metric]), ("rank", summary_metrics[1:])):
         for metric in metrics:
             family_tests = []
             for a, b in pairs:
-                family_tests.append(
-                    _test(paired, settings, columns, boot_of, family, metric, _summary_round(metric, rounds), a, b)
-                )
+                family_tests.append(_test(paired, settings, columns, boot_of, family, metric,
+                                          _summary_round(metric, rounds), _summary_column(metric, rounds), a, b))
             tests.extend(_holm_family(family_tests, correction_pairs, settings.alpha))
     for a, b in pairs:
         for metric in round_metrics:
             if metric == "MedR":
                 continue
-            round_tests = [
-                _test(paired, settings, columns, boot_of, "per-round", metric, round_, a, b) for round_ in range(rounds)
-            ]
+            round_tests = [_test(paired, settings, columns, boot_of, "per-round", metric, round_, round_, a, b)
+                           for round_ in range(rounds)]
             tests.extend(_holm_family(round_tests, f"Holm across {rounds} rounds", settings.alpha))
 
     degradation = {}
@@ -337,6 +353,9 @@ def _summary_round(metric: str, rounds: int) -> int | None:
 
 
 def _summary_column(metric: str, rounds: int) -> int:
+    """The column of the per-dialogue matrix a summary metric reads (BRI: its value over all rounds, the last)."""
+    if metric == "BRI":
+        return rounds - 1
     round_ = _summary_round(metric, rounds)
     return 0 if round_ is None else round_
 
@@ -357,22 +376,23 @@ def _test(
     family: str,
     metric: str,
     round_: int | None,
+    column: int,
     a: str,
     b: str,
 ) -> PairTest:
-    column = 0 if round_ is None else round_
     values_a = columns[(a, metric)][:, column]
     values_b = columns[(b, metric)][:, column]
     differences = values_a - values_b
     low, high = percentile_interval(boot_of(a, metric)[:, column] - boot_of(b, metric)[:, column], settings.confidence)
     binary = _METRIC_PATTERN.match(metric) is not None and not metric.endswith("-AUC")
-    a_only = b_only = None
+    a_only = b_only = permutations = None
     if binary:
         result = mcnemar_exact(values_a > 0, values_b > 0)
         p_value, test, a_only, b_only = result.p_value, MCNEMAR, result.a_only, result.b_only
     else:
-        p_value = float(paired_permutation_pvalues(differences, settings.permutations, settings.seed)[0])
-        test = PERMUTATION
+        randomization = paired_permutation_test(values_a, values_b, settings.permutations, settings.seed)
+        p_value, permutations = randomization.p_value, randomization.permutations
+        test = f"{PERMUTATION} (exact)" if randomization.exact else PERMUTATION
     return PairTest(
         benchmark=paired.benchmark,
         family=family,
@@ -389,6 +409,7 @@ def _test(
         correction="",
         a_only=a_only,
         b_only=b_only,
+        permutations=permutations,
     )
 
 

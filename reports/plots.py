@@ -35,6 +35,9 @@ def _figure(panels: int) -> tuple[Figure, list]:
 
 
 def _draw(axis, curves: dict[str, Curve], benchmark: BenchmarkComparison) -> None:
+    if not curves:
+        axis.text(0.5, 0.5, "not defined for a single round", ha="center", va="center", transform=axis.transAxes)
+        return
     for system, curve in curves.items():
         rounds = np.arange(len(curve.values))
         color = f"C{benchmark.systems.index(system) % 10}"  # a system keeps its colour in every plot
@@ -53,7 +56,7 @@ def plot_curves(comparison: Comparison, metric: str, path: Path) -> Path:
     figure, axes = _figure(len(comparison.benchmarks))
     confidence = comparison.settings.confidence
     for axis, benchmark in zip(axes, comparison.benchmarks):
-        _draw(axis, dict(benchmark.curves[metric]), benchmark)
+        _draw(axis, dict(benchmark.curves.get(metric, {})), benchmark)  # BRI is absent where only round 0 ran
         axis.set_title(benchmark.benchmark)
         unit = " (%)" if metric.startswith(("Hits@", "Recall@")) else ""
         axis.set_ylabel(metric + unit)

@@ -37,7 +37,7 @@ from reports.tables import (
 RESULTS_COLUMNS = ("system", "benchmark", "round", "metric", "value", "ci_low", "ci_high")
 TESTS_COLUMNS = (
     "benchmark", "family", "metric", "round", "system_a", "system_b", "test", "difference", "ci_low", "ci_high",
-    "a_only", "b_only", "p_value", "p_adjusted", "correction", "better",
+    "a_only", "b_only", "permutations", "p_value", "p_adjusted", "correction", "better",
 )
 
 _CSS = """

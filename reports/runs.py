@@ -4,7 +4,7 @@
     for paired in pair_runs(runs):
         paired.benchmark, paired.systems, paired.ranks["chatir-visdial"].shape   # (dialogues x rounds)
 
-Runs are grouped by benchmark name. Within a group every run must have used the same benchmark files (their sha256
+Runs are grouped by benchmark name (a run whose benchmark files match a group's sha256 joins that group). Within a group every run must have used the same benchmark files (their sha256
 in the manifest), the same number of rounds and the same dialogue ids; anything else is a ``HarnessError`` naming
 the runs and what differs. Dialogues that failed in any run of a group are dropped from every run of the group (the
 comparison is on the intersection), with a warning saying how many and where.
@@ -93,26 +93,36 @@ def load_run(directory: Path, name: str | None = None) -> LoadedRun:
 
 
 def load_runs(directories: Sequence[Path], names: Sequence[str] | None = None) -> list[LoadedRun]:
-    """Load several runs; system names must be unique (give ``names`` when two directories share a name)."""
+    """Load several runs; ``names`` (one per directory, in order) replace the directory names."""
     if names is not None and len(names) not in (0, len(directories)):
         raise HarnessError(f"got {len(names)} names for {len(directories)} runs; give one name per run, in order")
-    runs = [load_run(directory, names[i] if names else None) for i, directory in enumerate(directories)]
-    seen: dict[str, Path] = {}
-    for run in runs:
-        if run.name in seen:
-            raise HarnessError(
-                f"two runs are both named {run.name!r} ({seen[run.name]} and {run.directory}); "
-                "give each run a distinct name (--name, once per run, in order)"
-            )
-        seen[run.name] = run.directory
-    return runs
+    return [load_run(directory, names[i] if names else None) for i, directory in enumerate(directories)]
 
 
 def pair_runs(runs: Sequence[LoadedRun]) -> list[PairedRuns]:
-    """Group ``runs`` by benchmark (in order of first appearance) and pair each group's dialogues."""
+    """Group ``runs`` by benchmark (in order of first appearance) and pair each group's dialogues.
+
+    A run joins the group of its benchmark name, or else the group whose benchmark files have the same sha256 (the
+    same file given by name and by path). System names must be unique within a group; the same system name on
+    several benchmarks is how one system is followed across them."""
     groups: dict[str, list[LoadedRun]] = {}
     for run in runs:
-        groups.setdefault(run.benchmark, []).append(run)
+        if not run.benchmark_files:
+            raise HarnessError(
+                f"run {run.name} ({run.directory}): its manifest records no benchmark file sha256 "
+                "(identity.benchmark_files), so its pairing with other runs cannot be checked"
+            )
+        key = run.benchmark
+        if key not in groups:
+            key = next((name for name, group in groups.items() if group[0].benchmark_files == run.benchmark_files), key)
+        group = groups.setdefault(key, [])
+        clash = next((other for other in group if other.name == run.name), None)
+        if clash is not None:
+            raise HarnessError(
+                f"two runs on benchmark {key!r} are both named {run.name!r} ({clash.directory} and {run.directory}); "
+                "give each run a distinct name (--name, once per run, in order)"
+            )
+        group.append(run)
     return [_pair_group(benchmark, group) for benchmark, group in groups.items()]
 
 
@@ -129,6 +139,9 @@ def _pair_group(benchmark: str, runs: Sequence[LoadedRun]) -> PairedRuns:
     excluded_set = set().union(*failed.values())
     order = [dialogue_id for dialogue_id in all_ids[0] if dialogue_id not in excluded_set]
     warnings: list[str] = []
+    if len(runs) == 1:
+        warnings.append(f"{benchmark}: only one system ({reference.name}); its values are shown, nothing is tested")
+        log.warning(warnings[-1])
     if excluded_set:
         by_run = ", ".join(f"{name}: {len(ids)}" for name, ids in failed.items() if ids)
         warnings.append(

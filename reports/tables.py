@@ -119,6 +119,9 @@ def round_table(benchmark: BenchmarkComparison, metric: str, settings: ReportSet
             grid[system].append(Cell(format_value(metric, value), best, letters))
     kind = "accumulated (target in the top k at any round so far)" if metric.startswith("Hits@") else "per round"
     note = f"{metric}, {kind}." if metric.startswith(("Hits@", "Recall@")) else f"{metric} per round."
+    if metric == "BRI":
+        note = ("BRI of rounds 0..t (trapezoid mean of log(best rank so far + 1); round 0: log(rank + 1)); lower is "
+                "better; the last round is the dialogue's BRI.")
     if metric == "MedR":
         note += " Median 1-based rank; lower is better; no test."
     else:
@@ -191,7 +194,8 @@ def degradation_table(benchmark: BenchmarkComparison) -> Table | None:
 
 def benchmark_tables(benchmark: BenchmarkComparison, settings: ReportSettings) -> list[Table]:
     tables = [summary_table(benchmark, settings), tests_table(benchmark, settings)]
-    tables.extend(round_table(benchmark, metric, settings) for metric in settings.round_metrics)
+    tables.extend(round_table(benchmark, metric, settings) for metric in settings.round_metrics
+                  if metric in benchmark.curves)
     degradation = degradation_table(benchmark)
     if degradation is not None:
         tables.append(degradation)

@@ -8,7 +8,8 @@ embeddings (D = 256, batch 128 by default): the work of frozen training once emb
 times the same step with the captions re-encoded by a full-size BLIP base text encoder (random weights, the in-code
 word-piece tokenizer, tokenisation included) whose text side trains too; image and target embeddings stay cached,
 as in training. Both print samples/s and the implied time of one epoch over VisDial train summarised per round
-(123,287 dialogues x 11 rounds).
+(123,287 dialogues x 11 rounds); end-to-end mode also prints the fusion parameters' increase over the full-size base
+and the text-side parameters that train with them.
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ def adafuse(device: str, batch_size: int, dim: int, steps: int, warmup: int, end
             cache_dir: Path | None) -> None:
     """Measure ADaFuSE training throughput (samples/s): frozen mode, and end-to-end with a full BLIP base."""
     from harness.config import default_cache_dir
+    from retrievers.adafuse import parameter_increase
     from retrievers.adafuse_train import Trainer, TrainSettings
     from retrievers.cli import _benchmark_encoder, _dialogue_texts
 
@@ -97,3 +99,6 @@ def adafuse(device: str, batch_size: int, dim: int, steps: int, warmup: int, end
     click.echo(f"end-to-end: {rate:,.1f} samples/s (BLIP base text side + fusion, random weights, {text_tokens} "
                f"tokens per caption, batch {batch_size}, float32, {resolved}); one VisDial-train epoch ~ "
                f"{VISDIAL_TRAIN_EXAMPLES / rate / 3600:.1f} h")
+    text_side = sum(parameter.numel() for parameter in trainer.text_parameters.values())
+    click.echo(f"            {parameter_increase(trainer.model, encoder.model).describe()}; {text_side:,} text-side "
+               "parameters train too")

@@ -21,10 +21,12 @@ dialogue share a target; inside a batch such duplicates are masked out as negati
 Model selection: after every epoch the fused validation queries rank the pool of all validation targets (the
 0-based rank counts pool images scoring strictly higher than the target); Hits@10 = % of validation examples
 ranked < 10. The best epoch (first one on ties) is kept in ``best/``, and ``last/`` holds the latest epoch with
-optimizer, scheduler, temperature, RNG states and history, from which the same call resumes. Shuffling and dropout
-are seeded per epoch from (seed, epoch), so a run killed after any epoch and resumed ends bit-identical (on CPU)
-to an uninterrupted one. The split is by dialogue (``split_by_dialogue``); the benchmark being reported is never
-seen.
+optimizer, scheduler, temperature, RNG states and history, from which the same call resumes; with
+``checkpoint_every`` N it is also written every N optimizer steps inside an epoch, with the number of batches of the
+epoch done and their losses (an end-to-end epoch over VisDial train takes hours). Shuffling is seeded per epoch from
+(seed, epoch) and dropout too at each epoch's start, its RNG state travelling in ``last/``, so a run killed at any
+point and resumed ends bit-identical (on CPU) to an uninterrupted one. The split is by dialogue
+(``split_by_dialogue``); the benchmark being reported is never seen.
 """
 
 from __future__ import annotations
@@ -132,6 +134,7 @@ class TrainSummary:
     validation_examples: int
     resumed_from_epoch: int | None
     history: tuple[EpochRecord, ...] = field(default_factory=tuple)
+    resumed_at_batch: int = 0  # batches of epoch ``resumed_from_epoch`` that were done before the resume
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -146,6 +149,7 @@ class TrainSummary:
             "train_examples": self.train_examples,
             "validation_examples": self.validation_examples,
             "resumed_from_epoch": self.resumed_from_epoch,
+            "resumed_at_batch": self.resumed_at_batch,
             "history": [record._asdict() for record in self.history],
         }
 
@@ -368,19 +372,33 @@ def _recover(out_dir: Path, name: str) -> None:
         old.rename(final)
 
 
+class _Position(NamedTuple):
+    """Where ``last/`` stands: ``epochs`` complete, plus ``batches`` of the next one (with their ``losses``)."""
+
+    epochs: int
+    batches: int
+    losses: tuple[float, ...]
+
+
 def train_adafuse(
     settings: TrainSettings,
     data: EmbeddedData,
     encoder: DualEncoder | None,
     out_dir: Path,
     progress: bool = True,
-    on_epoch_end: Callable[[int], None] | None = None,
+    checkpoint_every: int = 0,
+    on_checkpoint: Callable[[int, int], None] | None = None,
 ) -> TrainSummary:
     """Train (or resume, or return the finished summary of) the run in ``out_dir``; see the module doc.
 
     ``encoder`` is the base encoder the embeddings came from: its identity is recorded in the checkpoints and its
     parameter count is the reference for the parameter increase (frozen mode on in-memory tensors may pass None).
-    ``on_epoch_end(epoch)`` runs after ``last/`` is written (tests use it to kill a run)."""
+    ``last/`` is written after every epoch and, with ``checkpoint_every`` N > 0, after every N-th optimizer step
+    inside an epoch too (counted over the whole run); N does not change the weights, so it may differ on resume.
+    ``on_checkpoint(epochs, batches)`` runs after each write of ``last/`` with the position stored there: ``epochs``
+    complete plus ``batches`` of the next one (tests use it to kill a run)."""
+    if checkpoint_every < 0:
+        raise ConfigError(f"checkpoint_every must be 0 (epoch ends only) or positive, got {checkpoint_every}")
     out_dir = Path(out_dir)
     split = split_by_dialogue(data.dialogue_ids, settings.validation_fraction, settings.seed)
     if len(split.validation) == 0:
@@ -398,7 +416,7 @@ def train_adafuse(
     for name in ("best", "last"):
         _recover(out_dir, name)
     history: list[EpochRecord] = []
-    best_hits, best_epoch, start, resumed = -1.0, 0, 1, None
+    best_hits, best_epoch, position, resumed = -1.0, 0, _Position(0, 0, ()), None
     state_path = out_dir / "last" / STATE_FILE
     if state_path.is_file():
         state = torch.load(state_path, map_location="cpu", weights_only=True)
@@ -408,16 +426,20 @@ def train_adafuse(
         trainer.load(out_dir / "last", state["trainer"])
         history = [EpochRecord(*record) for record in state["history"]]
         best_hits, best_epoch = state["best_hits"], state["best_epoch"]
-        start = resumed = state["epoch"] + 1
-        if start <= settings.epochs:
-            log.info("resuming %s from epoch %d", out_dir, state["epoch"])
+        # States written before mid-epoch checkpoints existed carry neither key: they stand at an epoch's end.
+        position = _Position(state["epoch"], state.get("batches_done", 0), tuple(state.get("epoch_losses", ())))
+        resumed = position.epochs + 1
+        if resumed <= settings.epochs:
+            log.info("resuming %s after epoch %d and %d more batches", out_dir, position.epochs, position.batches)
+    resumed_at_batch = position.batches
 
-    def metadata(epoch: int) -> dict[str, Any]:
+    def metadata(epoch: int, batches: int = 0) -> dict[str, Any]:
         return {
             "base_encoder": base_identity,
             "training": {
                 "settings": settings.resume_identity(),
                 "epoch": epoch,
+                "batches_done": batches,  # of epoch + 1 (a mid-epoch last/)
                 "data": data.fingerprint,
                 "fusion_parameters": fusion_parameters,
                 "base_parameters": parameters.base if parameters else None,
@@ -426,14 +448,34 @@ def train_adafuse(
             },
         }
 
-    for epoch in range(start, settings.epochs + 1):
-        torch.manual_seed(derive_seed(settings.seed, "adafuse-dropout", epoch))  # dropout: same on resume
+    def save_last(at: _Position) -> None:
+        # Called right after a step or an epoch's validation: the trainer state (RNG included) is the one that
+        # continues from ``at``, and the shuffled order of the epoch is rebuilt from (seed, epoch).
+        def write(path: Path) -> None:
+            save_checkpoint(path, trainer.model, trainer.config, metadata(at.epochs, at.batches), trainer.text_state())
+            torch.save({"epoch": at.epochs, "batches_done": at.batches, "epoch_losses": list(at.losses),
+                        "settings": settings.resume_identity(), "data": data.fingerprint,
+                        "trainer": trainer.state_dict(), "history": [tuple(record) for record in history],
+                        "best_hits": best_hits, "best_epoch": best_epoch}, path / STATE_FILE)
+
+        _replace_dir(out_dir, "last", write)
+        if on_checkpoint is not None:
+            on_checkpoint(at.epochs, at.batches)
+
+    for epoch in range(position.epochs + 1, settings.epochs + 1):
+        skip, losses = position.batches, list(position.losses)
+        if skip == 0:  # the epoch's dropout seed; a mid-epoch resume goes on from the RNG state in last/
+            torch.manual_seed(derive_seed(settings.seed, "adafuse-dropout", epoch))
         batches = batches_for_epoch(train_count, settings.batch_size, settings.seed, epoch)
-        losses = []
-        with tqdm(batches, desc=f"epoch {epoch}/{settings.epochs}", unit="batch", disable=not progress) as bar:
-            for batch in bar:
+        with tqdm(total=len(batches), initial=skip, desc=f"epoch {epoch}/{settings.epochs}", unit="batch",
+                  disable=not progress) as bar:
+            for done, batch in enumerate(batches[skip:], start=skip + 1):
                 losses.append(trainer.step(split.train[batch]))
+                bar.update()
                 bar.set_postfix(loss=f"{losses[-1]:.4f}")
+                step = (epoch - 1) * steps_per_epoch + done
+                if checkpoint_every and step % checkpoint_every == 0 and done < len(batches):
+                    save_last(_Position(epoch - 1, done, tuple(losses)))
         validation = trainer.evaluate(split.validation)
         record = EpochRecord(epoch, sum(losses) / max(1, len(losses)), validation.hits, validation.text_only_hits,
                              validation.gate_mean, float(1.0 / trainer.logit_scale.detach().exp()),
@@ -445,16 +487,8 @@ def train_adafuse(
             best_hits, best_epoch = validation.hits, epoch
             _replace_dir(out_dir, "best", lambda path, epoch=epoch: save_checkpoint(
                 path, trainer.model, trainer.config, metadata(epoch), trainer.text_state()))
-
-        def write_last(path: Path, epoch: int = epoch, best: tuple[float, int] = (best_hits, best_epoch)) -> None:
-            save_checkpoint(path, trainer.model, trainer.config, metadata(epoch), trainer.text_state())
-            torch.save({"epoch": epoch, "settings": settings.resume_identity(), "data": data.fingerprint,
-                        "trainer": trainer.state_dict(), "history": [tuple(record) for record in history],
-                        "best_hits": best[0], "best_epoch": best[1]}, path / STATE_FILE)
-
-        _replace_dir(out_dir, "last", write_last)
-        if on_epoch_end is not None:
-            on_epoch_end(epoch)
+        position = _Position(epoch, 0, ())
+        save_last(position)
     trainer.train_mode(False)
     if encoder is not None:
         for parameter in encoder.model.parameters():
@@ -464,6 +498,7 @@ def train_adafuse(
         best_validation_hits=best_hits, hits_k=settings.hits_k, parameters=parameters,
         fusion_parameters=fusion_parameters, train_examples=train_count,
         validation_examples=len(split.validation), resumed_from_epoch=resumed, history=tuple(history),
+        resumed_at_batch=resumed_at_batch,
     )
     atomic_write_text(out_dir / SUMMARY_FILE, json.dumps(summary.to_dict(), indent=1))
     return summary

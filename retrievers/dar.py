@@ -5,7 +5,8 @@
 
 Per round and dialogue: the caption S_t comes from a reformulated-query file (``queries``) or from the LLM (R1);
 the K image prompts are K copies of S_t (``image_prompts="caption"``) or K LLM-written prompts (R2, ``"llm"``); the
-images come from a folder of pre-generated ``{dialogue_index}_{round}.jpg`` files (``images``) or from a diffusers
+images come from a folder of pre-generated images, one per (dialogue, round), named ``{dialogue_index}_{round}.jpg``
+or ``round{round}/{dialogue_index}.jpg`` (``images``, K = 1; the layouts ADaFuSE training reads) or from a diffusers
 pipeline; text and images are embedded by the base encoder and fused by a ``Fuser``: ``StaticFuser`` (DAR's fixed
 weights, ``retrievers.fusion``) or ``LearnedFuser`` (an ADaFuSE checkpoint, ``retrievers.adafuse``; registered as
 the ``adafuse`` retriever through ``build_adafuse``). The text-only rank of the same query is recorded beside the
@@ -16,9 +17,15 @@ Variants (``variant``): ``paper`` = embedding fusion, K = 3 LLM-written prompts,
 (0.5, 0.5), query = S_t alone; ``released`` = score fusion, one image per round drawn from S_t, (0.8, 0.2) then
 (0.5, 0.5), query = S_0..S_t joined with ", " (the released code's behaviour). Every part is an option.
 
+Record i of a query file belongs to the benchmark's dialogue i (a dialogue's id is its record index) and its ``img``
+must be that dialogue's target: a record missing or naming another image is a ``DataError``, never a silent
+mismatch.
+
 Caches (shared by every run and base encoder): reformulations (response cache), images (image cache, seeds derived
-from each image's key), image embeddings (vector cache keyed by encoder image identity and image content). A second
-DAR run over the same prompts with another base encoder generates no image and makes no LLM call.
+from each image's key), image embeddings (vector cache keyed by encoder image identity and image content). The LLM
+and the diffusion pipeline load on their first cache miss, so a second DAR run over the same prompts with another
+base encoder generates no image, makes no LLM call and loads neither model. ``usage()`` counts images drawn, image
+cache hits and LLM calls; every ranked batch logs them (DEBUG, with the counts in the record's ``dar_usage``).
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ from harness.protocols import RunContext
 from harness.ranking import target_ranks
 from harness.types import DialogueState, RankBatch, SearchSpace, batched
 from harness.vector_cache import VectorCache
+from retrievers.adafuse_data import detect_layout, generated_image_path
 from retrievers.diffusion import DiffusionGenerator, DiffusionSettings
 from retrievers.dual_encoder import DualEncoderRetriever
 from retrievers.fusion import FusionSchedule, fuse
@@ -56,6 +64,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("harness.dar")
 QUERY_MODES = ("entry", "join")
 IMAGE_PROMPT_MODES = ("caption", "llm")
+USAGE_FIELD = "dar_usage"  # the log record attribute holding DARRetriever.usage() (read by `harness bench dar`)
 
 
 @dataclass(frozen=True)
@@ -73,36 +82,41 @@ class ImageSource(Protocol):
 
     def images(self, requests: Sequence[DialogueImage]) -> list[Image.Image]: ...
 
+    def usage(self) -> dict[str, int]:
+        """Images drawn and image cache hits so far."""
+
 
 class PregeneratedImages:
-    """A folder of ``{dialogue_index}_{round}.jpg`` (or ``.png``) files, one image per (dialogue, round), as the
-    DAR authors release them."""
+    """A folder of pre-generated images, one per (dialogue, round), as the DAR authors release them: in either
+    layout ADaFuSE training reads (``retrievers.adafuse_data``), ``{dialogue_index}_{round}.jpg`` files or
+    ``round{round}/{dialogue_index}.jpg`` (``.png``, ``.jpeg`` too). Refused at construction for K > 1, before any
+    model loads."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, images_per_round: int) -> None:
         if not folder.is_dir():
             raise ConfigError(f"--dar-images {folder} is not a folder")
+        if images_per_round != 1:
+            raise ConfigError(f"--dar-images {folder} holds one image per (dialogue, round) but this DAR setting "
+                              f"asks for {images_per_round} (images_per_round): add --retriever-arg images_per_round=1 "
+                              "or use --dar-variant released")
         self.folder = folder
+        self.layout = detect_layout(folder)
 
     def identity(self) -> Mapping[str, Any]:
-        files = sorted(self.folder.iterdir())
-        listing = [(path.name, path.stat().st_size) for path in files if path.is_file()]
+        # Relative paths: a flat folder lists as before the round layout existed, so its runs still resume.
+        files = sorted(self.folder.glob("*" if self.layout == "flat" else "round*/*"))
+        listing = [(path.relative_to(self.folder).as_posix(), path.stat().st_size) for path in files if path.is_file()]
         return {"pregenerated": str(self.folder.resolve()), "files": len(listing), "listing": stable_hash(listing)}
 
     def load(self, context: RunContext) -> None:
         return None
 
     def images(self, requests: Sequence[DialogueImage]) -> list[Image.Image]:
-        return load_rgb([self._path(request) for request in requests])
+        return load_rgb([generated_image_path(self.folder, self.layout, request.dialogue_id, request.round)
+                         for request in requests])
 
-    def _path(self, request: DialogueImage) -> Path:
-        if request.replicate > 0:
-            raise ConfigError("a pre-generated image folder holds one image per (dialogue, round): use images_per_round=1")
-        for suffix in (".jpg", ".png", ".jpeg"):
-            path = self.folder / f"{request.dialogue_id}_{request.round}{suffix}"
-            if path.is_file():
-                return path
-        raise DataError(self.folder, f"no image {request.dialogue_id}_{request.round}.jpg (or .png) for dialogue "
-                        f"{request.dialogue_id}, round {request.round}")
+    def usage(self) -> dict[str, int]:
+        return {"images_generated": 0, "image_cache_hits": 0}
 
 
 class GeneratedImages:
@@ -116,9 +130,12 @@ class GeneratedImages:
         self._cache: ImageCache | None = None
 
     def identity(self) -> Mapping[str, Any]:
+        """The generator identity (what image keys hold) plus the resolved settings, batch size included: it stays
+        out of the keys but can move a pixel by one level (``retrievers.diffusion``), so the manifest records it."""
         if self.generator is None:
             raise RuntimeError("load() the image source first")
-        return {"diffusion": self.generator.identity(), "image_seed": self.seed}
+        return {"diffusion": self.generator.identity(), "settings": self.generator.settings_record(),
+                "image_seed": self.seed}
 
     def load(self, context: RunContext) -> None:
         self.generator = DiffusionGenerator(self.settings, device=context.device, progress=context.progress)
@@ -132,6 +149,10 @@ class GeneratedImages:
             [request.replicate for request in requests],
             global_seed=self.seed,
         )
+
+    def usage(self) -> dict[str, int]:
+        return {"images_generated": self.generator.generated if self.generator else 0,
+                "image_cache_hits": self._cache.hits if self._cache else 0}
 
 
 class FusedQueries(NamedTuple):
@@ -278,8 +299,8 @@ class DARRetriever:
         self.image_source = image_source
         self.batch_size = batch_size
         self._query_captions: dict[str, tuple[str, ...]] = {}
+        self._query_targets: dict[str, str] = {}
         self._vectors: VectorCache | None = None
-        self._image_digests: dict[int, str] = {}
 
     def identity(self) -> Mapping[str, Any]:
         return {
@@ -300,14 +321,26 @@ class DARRetriever:
         if self.reformulator is not None:
             self.reformulator.load(context)
         if self.queries is not None:
-            self._query_captions = {dialogue.dialogue_id: dialogue.turns
-                                    for dialogue in read_chatir_dialogues(self.queries, expected_turns=None)}
+            self.load_queries()
         self.image_source.load(context)
         self._vectors = VectorCache(context.cache_dir)
+
+    def load_queries(self) -> None:
+        """Read the reformulated-dialogue file (``queries``): captions and target of every record."""
+        assert self.queries is not None
+        dialogues = read_chatir_dialogues(self.queries, expected_turns=None)
+        self._query_captions = {dialogue.dialogue_id: dialogue.turns for dialogue in dialogues}
+        self._query_targets = {dialogue.dialogue_id: dialogue.target for dialogue in dialogues}
+
+    def usage(self) -> dict[str, int]:
+        """Images drawn, image cache hits and LLM calls (response cache misses) since ``prepare``."""
+        return {**self.image_source.usage(), "llm_calls": self.reformulator.calls if self.reformulator else 0}
 
     def rank(self, states: Sequence[DialogueState]) -> RankBatch:
         if not states:
             return RankBatch(ranks=())
+        if self.queries is not None:
+            self._check_query_records(states)
         captions = self._captions_up_to_round(states)
         texts = [caption[-1] if self.query_mode == "entry" else ", ".join(caption) for caption in captions]
         encoder = self.base.encoder
@@ -316,11 +349,30 @@ class DARRetriever:
         image_embeddings = self._image_embeddings(states, [caption[-1] for caption in captions])
         fused = self.fuser.fuse(text_embeddings, image_embeddings, [state.round for state in states])
         targets = [state.target_index for state in states]
-        return RankBatch(
+        batch = RankBatch(
             ranks=tuple(target_ranks(fused.queries, self.base.index, targets)),
             side_ranks={"text_only": tuple(target_ranks(text_embeddings, self.base.index, targets))},
             side_values=dict(fused.side_values),
         )
+        usage = self.usage()
+        log.debug("DAR so far: %d images drawn, %d image cache hits, %d LLM calls", usage["images_generated"],
+                  usage["image_cache_hits"], usage["llm_calls"], extra={USAGE_FIELD: usage})
+        return batch
+
+    def _check_query_records(self, states: Sequence[DialogueState]) -> None:
+        """Each state's record of the query file must exist and name the state's target: a file of another
+        benchmark, or of this one in another order, would otherwise pair captions with the wrong dialogues."""
+        for state in states:
+            record = _record_index(state.dialogue_id)
+            target = self._query_targets.get(state.dialogue_id)
+            if target is None:
+                raise DataError(self.queries, f"holds {len(self._query_targets)} records but the benchmark has "
+                                f"dialogue {state.dialogue_id}: the record counts differ (give the reformulated file "
+                                "of this very benchmark)", record=record)
+            if target != state.target:
+                raise DataError(self.queries, f"is {target!r} but dialogue {state.dialogue_id} of the benchmark "
+                                f"targets {state.target!r}: this file does not follow the benchmark's records",
+                                record=record, field="img")
 
     def _captions_up_to_round(self, states: Sequence[DialogueState]) -> list[tuple[str, ...]]:
         """S_0..S_t for every state: from the query file, or from R1 over every prefix (cached)."""
@@ -335,7 +387,8 @@ class DARRetriever:
     def _file_captions(self, state: DialogueState) -> tuple[str, ...]:
         entries = self._query_captions.get(state.dialogue_id)
         if entries is None or len(entries) <= state.round:
-            raise DataError(self.queries, f"no reformulated caption for dialogue {state.dialogue_id}, round {state.round}")
+            raise DataError(self.queries, f"no reformulated caption for dialogue {state.dialogue_id}, round "
+                            f"{state.round}", record=_record_index(state.dialogue_id), field="dialog")
         return entries[: state.round + 1]
 
     def _image_embeddings(self, states: Sequence[DialogueState], captions: Sequence[str]) -> torch.Tensor:
@@ -359,6 +412,11 @@ class DARRetriever:
 
         vectors = self._vectors.get_or_compute(keys, encode)
         return torch.from_numpy(vectors).reshape(len(states), count, -1)
+
+
+def _record_index(dialogue_id: str) -> int | None:
+    """The record index a benchmark dialogue's id stands for (ids of ChatIR-format files are record indices)."""
+    return int(dialogue_id) if dialogue_id.isdigit() else None
 
 
 def _content_digest(image: Image.Image) -> str:
@@ -410,8 +468,9 @@ def build_dar(
     ``llm`` names a registered text generator (hf-seq2seq, hf-chat, openai) built with ``llm_args`` (default
     ``{"model": "google/flan-t5-xl"}`` for hf-seq2seq); it is not loaded when ``queries`` (a reformulated-dialogue
     file) supplies the captions and the image prompts are the captions. ``images``: a folder of pre-generated
-    ``{dialogue_index}_{round}.jpg`` files instead of a diffusers pipeline (``diffusion``: sd3 | sd21 | sdxl-turbo,
-    or auto: SD3 without ``diffusion_model``, else the class in the directory's model_index.json)."""
+    images, ``{dialogue_index}_{round}.jpg`` or ``round{round}/{dialogue_index}.jpg`` (K must be 1), instead of a
+    diffusers pipeline (``diffusion``: sd3 | sd21 | sdxl-turbo, or auto: SD3 without ``diffusion_model``, else the
+    class in the directory's model_index.json)."""
     if variant not in VARIANTS:
         raise ConfigError(f"unknown DAR variant {variant!r}; use one of {', '.join(VARIANTS)}")
     schedule, default_query_mode, default_image_prompts = VARIANTS[variant]
@@ -531,7 +590,7 @@ def _build_pipeline(
             generator, load_caption_template(caption_prompt), load_image_prompt_template(image_prompt)
         )
     if images:
-        image_source: ImageSource = PregeneratedImages(Path(images))
+        image_source: ImageSource = PregeneratedImages(Path(images), images_per_round)
     else:
         settings = DiffusionSettings(
             model=diffusion_model, family=diffusion,

@@ -1,5 +1,5 @@
 """``harness bench dar``: images/s of DAR's generation path versus a naive one-prompt-at-a-time diffusers loop, and
-the image reuse of a run pair.
+the reuse figures of a pair of DAR runs.
 
     harness bench dar                                              # a tiny SD3 pipeline on the CPU, 64 px, 4 steps
     harness bench dar --model DIR --device cuda --steps 28 --size 1024 --batch-size 8 --images 32
@@ -7,8 +7,12 @@ the image reuse of a run pair.
 
 Both paths use the same loaded pipeline, steps, guidance, size, dtype and seeds. Ours runs sub-batches of
 ``--batch-size`` with one generator per image and writes every image to the content-addressed cache (its time
-includes the PNG writes); the naive loop calls the pipeline once per prompt. The cached path then runs again over
-the same prompts, which must draw nothing. On CUDA the figures include s/image and the fraction of the GPU's bf16
+includes the PNG writes); the naive loop calls the pipeline once per prompt. The run pair is two tiny DAR runs
+through ``run_evaluation``, as ``harness run --retriever dar`` makes them: the paper variant (R1 and R2 by a tiny
+Flan-T5, K = 3 images per round from the bench's pipeline and settings) over the same ``--pair-dialogues`` synthetic
+dialogues (rounds 0 and 1), with two base encoders (tiny BLIPs of other weights) and one cache, started cold under
+``work-dir/run-pair``; each prints the images it generated, its image cache hits and its LLM calls (the second must
+draw nothing and call nothing). On CUDA the figures include s/image and the fraction of the GPU's bf16
 peak reached, from ``--tflop-per-image`` (500 for SD3-Medium at 1024 px, 28 steps, classifier-free guidance) or,
 with ``--count-flops``, from a FLOP count of one image at the chosen settings.
 
@@ -18,18 +22,27 @@ embeddings zeros, as the pipeline allows: the transformer's work per step is unc
 
 from __future__ import annotations
 
+import logging
+import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
 import numpy as np
 import torch
 
+from benchmarks.synthetic import write_synthetic_benchmark
+from harness.config import RunSpec
 from harness.devices import resolve_device
 from harness.image_cache import ImageCache
+from harness.runner import run_evaluation
+from retrievers.dar import USAGE_FIELD
 from retrievers.diffusion import DTYPES, DiffusionGenerator, DiffusionSettings
+from retrievers.tiny import write_tiny_blip
+from simulators.tiny import write_tiny_flan_t5
 
 RANDOM_SD3_MEDIUM = "random:sd3-medium"
 # The published SD3-Medium transformer configuration (stabilityai/stable-diffusion-3-medium-diffusers).
@@ -69,6 +82,8 @@ def _timed(function: Callable[[], object], device: str) -> tuple[float, object]:
 @click.option("--guidance", type=float, default=None, help="Guidance scale (default: the family's).")
 @click.option("--batch-size", default=4, show_default=True, help="Images per pipeline call on our path.")
 @click.option("--images", default=8, show_default=True, help="Images per timed pass.")
+@click.option("--pair-dialogues", default=2, show_default=True, type=click.IntRange(min=1),
+              help="Dialogues of each DAR run of the run pair (2 rounds, 3 images per round).")
 @click.option("--tflop-per-image", type=float, default=500.0, show_default=True,
               help="Work per image for the peak fraction on CUDA (SD3-Medium, 1024 px, 28 steps, CFG: about 500).")
 @click.option("--count-flops", is_flag=True, help="Count one image's FLOPs instead of using --tflop-per-image.")
@@ -77,9 +92,10 @@ def _timed(function: Callable[[], object], device: str) -> tuple[float, object]:
 @click.option("--work-dir", type=click.Path(path_type=Path), default=None,
               help="Where the tiny or random pipeline and the bench cache go (default: a temporary folder).")
 def dar(model: str | None, family: str, device: str, dtype: str, steps: int | None, size: int | None,
-        guidance: float | None, batch_size: int, images: int, tflop_per_image: float, count_flops: bool,
-        peak_tflops: float, work_dir: Path | None) -> None:
-    """Time DAR's image generation (batched, per-image generators, cached) against a naive diffusers loop."""
+        guidance: float | None, batch_size: int, images: int, pair_dialogues: int, tflop_per_image: float,
+        count_flops: bool, peak_tflops: float, work_dir: Path | None) -> None:
+    """Time DAR's image generation (batched, per-image generators, cached) against a naive diffusers loop; count
+    the reuse of a pair of DAR runs."""
     device = resolve_device(device)
     with tempfile.TemporaryDirectory(prefix="dar-bench-") as temporary:
         work = Path(work_dir) if work_dir is not None else Path(temporary)
@@ -92,6 +108,7 @@ def dar(model: str | None, family: str, device: str, dtype: str, steps: int | No
             width=size if size is not None else (64 if tiny else None),
         )
         _run_bench(settings, device, images, work / "cache", tflop_per_image, count_flops, peak_tflops)
+        _run_pair(settings, device, pair_dialogues, work / "run-pair")
 
 
 def _pipeline_source(model: str | None, work: Path, device: str) -> tuple[str, bool]:
@@ -136,12 +153,7 @@ def _run_bench(settings: DiffusionSettings, device: str, count: int, cache_dir: 
     with torch.inference_mode():
         pipeline(prompt=prompts[0], generator=torch.Generator("cpu").manual_seed(seeds[0]), **call)
 
-    cache = ImageCache(cache_dir)
-    before = generator.generated
-    ours_time, ours_images = _timed(lambda: generator.cached_generate(cache, prompts), device)
-    first_generated, first_hits = generator.generated - before, cache.hits
-    second_time, _ = _timed(lambda: generator.cached_generate(cache, prompts), device)
-    second_generated, second_hits = generator.generated - before - first_generated, cache.hits - first_hits
+    ours_time, ours_images = _timed(lambda: generator.cached_generate(ImageCache(cache_dir), prompts), device)
     naive_time, naive_images = _timed(naive, device)
 
     tflop = _count_tflop(generator, prompts[0], seeds[0]) if count_flops else tflop_per_image
@@ -160,9 +172,55 @@ def _run_bench(settings: DiffusionSettings, device: str, count: int, cache_dir: 
     difference = max(np.abs(np.asarray(a, dtype=np.int16) - np.asarray(b, dtype=np.int16)).max()
                      for a, b in zip(ours_images, naive_images))
     click.echo(f"largest pixel difference ours vs naive, same seeds: {difference} (batch-size rounding only)")
-    click.echo(f"cache reuse, run pair over the same {count} prompts: first pass generated {first_generated}, "
-               f"cache hits {first_hits}; second pass generated {second_generated}, cache hits {second_hits} "
-               f"({second_time:.2f} s)")
+
+
+def _run_pair(settings: DiffusionSettings, device: str, dialogues: int, root: Path) -> None:
+    """Two DAR runs over the same prompts with other base encoders, sharing one cache (see the module doc)."""
+    shutil.rmtree(root, ignore_errors=True)  # cold, so the first run's figures are those of a first run
+    synthetic = write_synthetic_benchmark(root / "benchmark", dialogues=dialogues, distractors=2, rounds=1)
+    arguments = {
+        "variant": "paper", "base": "cocoft", "llm": "hf-seq2seq",
+        "llm_args": {"model": str(write_tiny_flan_t5(root / "tiny-flan-t5")), "max_new_tokens": 8},
+        "diffusion_model": settings.model, "diffusion": settings.family, "steps": settings.steps,
+        "guidance_scale": settings.guidance_scale, "size": settings.height, "diffusion_dtype": settings.dtype,
+        "diffusion_batch_size": settings.batch_size,
+    }
+    click.echo(f"DAR run pair (paper variant, K = 3, tiny Flan-T5 for R1 and R2) over the same {dialogues} "
+               "dialogues x 2 rounds, one cache:")
+    for seed, name in ((0, "first run"), (1, "second run, another base encoder")):
+        spec = RunSpec(
+            retriever="dar", retriever_args={**arguments, "model": str(write_tiny_blip(root / f"blip-{seed}", seed=seed))},
+            benchmark=str(synthetic.dialogue_file), search_space=synthetic.search_space_file,
+            image_root=synthetic.image_root, out=root / f"run-{seed}", rounds=1, device=device,
+            cache_dir=root / "cache", progress=False,
+        )
+        with _dar_usage() as usage:
+            seconds, _ = _timed(lambda spec=spec: run_evaluation(spec), device)
+        click.echo(f"  {name:34s} {usage['images_generated']:4d} images generated, {usage['image_cache_hits']:4d} "
+                   f"image cache hits, {usage['llm_calls']:4d} LLM calls ({seconds:.2f} s)")
+
+
+@contextmanager
+def _dar_usage() -> Iterator[dict[str, int]]:
+    """The counts (``DARRetriever.usage``) that DAR logs after each ranked batch inside the block, the last ones
+    kept; the retriever is built inside ``run_evaluation``, so its log is where a run's counts can be read."""
+    usage = {"images_generated": 0, "image_cache_hits": 0, "llm_calls": 0}
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            usage.update(getattr(record, USAGE_FIELD, {}))
+
+    logger = logging.getLogger("harness.dar")
+    handler, level, propagate = Keep(), logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False  # the DEBUG lines feed the figures, not the console
+    try:
+        yield usage
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
 
 
 def _count_tflop(generator: DiffusionGenerator, prompt: str, seed: int) -> float:

@@ -7,11 +7,13 @@ retriever's encoder, so every DAR variant over the same prompts reuses them).
     counts = generate_dar_images({"variant": "paper", "llm": "hf-seq2seq"}, dialogues, rounds=10)
 
 Two phases, each over an executor (in-process, or Ray actors that each load their model once):
-1. prompts: chunks of dialogues -> DAR's captions S_t (R1; or the ``queries`` file) and K image prompts per caption
-   (R2, or the caption itself), through the shared response cache. The driver keeps the distinct
-   (prompt, replicate) requests: identical dialogue prefixes across dialogues and benchmarks are drawn once.
+1. prompts: chunks of dialogues -> DAR's captions S_t (R1; or the ``queries`` file), K image prompts per caption
+   (R2, or the caption itself) through the shared response cache, and each image's cache key, computed by the
+   workers (the key holds the dtype, which ``auto`` resolves on the worker's device, not the driver's). The driver
+   keeps the distinct keys: identical dialogue prefixes across dialogues and benchmarks are drawn once.
 2. images: the requests not yet cached, in chunks -> ``DiffusionGenerator.cached_generate`` (one pipeline per
-   worker / GPU), which writes each image atomically into the cache under the same key a DAR run computes.
+   worker / GPU), which writes each image atomically into the cache under the same key a DAR run computes; a
+   worker whose own keys differ from phase 1's (a worker on another kind of device) stops the job.
 
 The settings are ``retrievers.dar.build_dar``'s arguments, so the job builds the very reformulator and image
 source a run with those arguments builds; a later ``harness run --retriever dar`` with them finds every image cached.
@@ -29,8 +31,7 @@ import click
 from harness.cli import parse_argument
 from harness.config import RunSpec, default_cache_dir
 from harness.devices import resolve_device
-from harness.dialogue_files import read_chatir_dialogues
-from harness.errors import ConfigError
+from harness.errors import ConfigError, HarnessError
 from harness.executors import Executor, make_executor
 from harness.image_cache import ImageCache
 from harness.protocols import RunContext
@@ -57,42 +58,70 @@ def _build(dar_args: Mapping[str, Any]) -> DARRetriever:
     return retriever
 
 
+@dataclass(frozen=True, order=True)
+class KeyedRequest:
+    """One image DAR draws: its prompt, replicate index (which of the K images of the prompt) and cache key."""
+
+    prompt: str
+    replicate: int
+    key: str
+
+
+def _image_source(dar_args: Mapping[str, Any], cache_dir: Path, device: str) -> GeneratedImages:
+    source = _build(dar_args).image_source
+    assert isinstance(source, GeneratedImages)
+    source.load(RunContext(device=resolve_device(device), cache_dir=cache_dir, progress=False))
+    return source
+
+
+def _keyed(source: GeneratedImages, requests: Sequence[tuple[str, int]]) -> list[KeyedRequest]:
+    assert source.generator is not None
+    keys = source.generator.requests([prompt for prompt, _ in requests], [copy for _, copy in requests],
+                                     global_seed=source.seed)
+    return [KeyedRequest(prompt, copy, key.key) for (prompt, copy), key in zip(requests, keys)]
+
+
 class PromptWorkerFactory:
-    """Builds (once per worker) DAR's prompt side: the reformulator and the query file; a worker maps a chunk of
-    dialogues to its (prompt, replicate) requests."""
+    """Builds (once per worker) DAR's prompt side (the reformulator and the query file) and the image keys; a
+    worker maps a chunk of dialogues to its keyed image requests."""
 
     def __init__(self, dar_args: Mapping[str, Any], rounds: int, cache_dir: Path, device: str) -> None:
         self.dar_args, self.rounds, self.cache_dir, self.device = dict(dar_args), rounds, cache_dir, device
 
-    def __call__(self) -> Callable[[Sequence[Dialogue]], list[tuple[str, int]]]:
+    def __call__(self) -> Callable[[Sequence[Dialogue]], list[KeyedRequest]]:
         retriever = _build(self.dar_args)
         context = RunContext(device=resolve_device(self.device), cache_dir=self.cache_dir, progress=False)
         if retriever.reformulator is not None:
             retriever.reformulator.load(context)
         if retriever.queries is not None:
-            retriever._query_captions = {dialogue.dialogue_id: dialogue.turns
-                                         for dialogue in read_chatir_dialogues(retriever.queries, expected_turns=None)}
-        return lambda dialogues: dar_image_requests(retriever, dialogues, self.rounds)
+            retriever.load_queries()
+        source = _image_source(self.dar_args, self.cache_dir, self.device)
+        return lambda dialogues: _keyed(source, dar_image_requests(retriever, dialogues, self.rounds))
 
 
 class ImageWorkerFactory:
-    """Builds (once per worker) DAR's diffusers generator; a worker draws a chunk of (prompt, replicate) requests
-    into the shared image cache and returns how many it drew (the rest were cached meanwhile)."""
+    """Builds (once per worker) DAR's diffusers generator; a worker draws a chunk of keyed requests into the shared
+    image cache and returns how many it drew (the rest were cached meanwhile)."""
 
     def __init__(self, dar_args: Mapping[str, Any], cache_dir: Path, device: str) -> None:
         self.dar_args, self.cache_dir, self.device = dict(dar_args), cache_dir, device
 
-    def __call__(self) -> Callable[[Sequence[tuple[str, int]]], int]:
-        source = _build(self.dar_args).image_source
-        assert isinstance(source, GeneratedImages)
-        source.load(RunContext(device=resolve_device(self.device), cache_dir=self.cache_dir, progress=False))
+    def __call__(self) -> Callable[[Sequence[KeyedRequest]], int]:
+        source = _image_source(self.dar_args, self.cache_dir, self.device)
         generator, cache = source.generator, ImageCache(self.cache_dir)
         assert generator is not None
 
-        def draw(requests: Sequence[tuple[str, int]]) -> int:
+        def draw(requests: Sequence[KeyedRequest]) -> int:
+            mine = _keyed(source, [(request.prompt, request.replicate) for request in requests])
+            if [request.key for request in mine] != [request.key for request in requests]:
+                raise HarnessError(
+                    "an image worker computes other image keys than the prompt workers did (its device or dtype "
+                    f"differs: this worker has {generator.key_identity()['dtype']} on {generator.device}); give "
+                    "--device and diffusion_dtype explicitly so that every worker draws the same images"
+                )
             before = generator.generated
-            generator.cached_generate(cache, [prompt for prompt, _ in requests],
-                                      [replicate for _, replicate in requests], global_seed=source.seed)
+            generator.cached_generate(cache, [request.prompt for request in requests],
+                                      [request.replicate for request in requests], global_seed=source.seed)
             return generator.generated - before
 
         return draw
@@ -104,6 +133,8 @@ def dar_image_requests(retriever: DARRetriever, dialogues: Sequence[Dialogue], r
               for dialogue in dialogues for round_ in range(min(rounds, len(dialogue.turns) - 1) + 1)]
     if not states:
         return []
+    if retriever.queries is not None:
+        retriever._check_query_records(states)
     captions = [caption[-1] for caption in retriever._captions_up_to_round(states)]
     count = images_per_round(retriever)
     if retriever.image_prompt_mode == "llm":
@@ -135,22 +166,15 @@ def generate_dar_images(
     """Draw every missing image the DAR settings ``dar_args`` ask for over ``dialogues`` into the image cache."""
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     executor = executor or make_executor("in-process")
-    requests: list[tuple[str, int]] = []
+    requests: list[KeyedRequest] = []
     for chunk_requests in executor.map(PromptWorkerFactory(dar_args, rounds, cache_dir, device),
                                        batched(list(dialogues), dialogues_per_chunk)):
         requests.extend(chunk_requests)
     total = len(requests)
-    distinct = sorted(set(requests))
-    # Which are cached: keys computed here exactly as the workers (and DAR runs) compute them.
-    source = _build(dar_args).image_source
-    assert isinstance(source, GeneratedImages)
-    source.load(RunContext(device=resolve_device(device), cache_dir=cache_dir, progress=False))
-    assert source.generator is not None
-    keys = source.generator.requests([prompt for prompt, _ in distinct], [copy for _, copy in distinct],
-                                     global_seed=source.seed)
+    distinct = sorted({request.key: request for request in requests}.values())
     cache = ImageCache(cache_dir)
-    missing = [request for request, key in zip(distinct, keys)
-               if not (cache.path(key.key).is_file() and cache.path(key.key).with_suffix(".json").is_file())]
+    missing = [request for request in distinct
+               if not (cache.path(request.key).is_file() and cache.path(request.key).with_suffix(".json").is_file())]
     echo(f"{total} image requests, {len(distinct)} distinct, {len(distinct) - len(missing)} cached, "
          f"{len(missing)} to draw")
     generated = 0
@@ -199,7 +223,7 @@ def generate(benchmarks: tuple[str, ...], data_dir: Path | None, search_space: P
         spec = RunSpec(retriever="dar", benchmark=name, out=Path("."), data_dir=data_dir, search_space=search_space)
         loaded = load_benchmark(spec).dialogues
         dialogues.extend(loaded[:limit] if limit else loaded)
-    chosen = make_executor(executor, ray_address, workers, gpus_per_worker) if executor == "ray" else None
+    chosen = make_executor(executor, ray_address, workers, gpus_per_worker, device=device)
     counts = generate_dar_images(dar_args, dialogues, rounds, cache_dir, device, chosen,
                                  images_per_chunk=images_per_chunk, dry_run=dry_run, echo=click.echo)
     click.echo(f"{len(dialogues)} dialogues, {counts.image_requests} image requests: {counts.distinct_requests} "

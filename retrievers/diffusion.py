@@ -16,7 +16,8 @@ with copies of its last request, whose outputs are dropped): an image then never
 share its batch or on their order, up to float rounding: multi-threaded CPU kernels can flip a rare pixel by one
 8-bit level with other neighbours. Kernels round differently at another batch size, device or dtype too; only the
 dtype is part of the image key, so keep ``batch_size`` fixed when bit-exact images matter (the cache then serves
-each image as first drawn).
+each image as first drawn). DAR's run manifest records it with the other resolved settings (``settings_record``);
+image keys never hold it, so runs at any batch size share images.
 
 Image keys are ``stable_hash({generator identity, prompt, seed})`` and seeds derive from (global seed, generator
 identity, prompt, replicate index), so identical prompts share images across runs and retrievers, K images per
@@ -75,7 +76,8 @@ _NOT_IN_KEY = ("model", "versions")
 class DiffusionSettings:
     """What generates the images. ``model`` is a hub id or a local pipeline directory (None: the family's hub id);
     ``None`` for steps, guidance or size takes the family's default; ``scheduler`` names a diffusers scheduler class
-    to replace the pipeline's own (built from its config); ``batch_size`` only changes speed."""
+    to replace the pipeline's own (built from its config); ``batch_size`` changes speed (and, by kernel rounding, a
+    rare pixel by one level), never an image key."""
 
     model: str | None = None
     family: str = "auto"
@@ -259,7 +261,7 @@ class DiffusionGenerator:
         return {name: value for name, value in self.identity().items() if name not in _NOT_IN_KEY}
 
     def settings_record(self) -> dict[str, Any]:
-        """The resolved settings as JSON-ready data, for the run manifest."""
+        """The resolved settings as JSON-ready data, batch size included, for the run manifest."""
         return asdict(self.settings)
 
     # Generation ---------------------------------------------------------------------------------------------------

@@ -93,7 +93,8 @@ class DualEncoderRetriever:
             self.encoder = load_encoder(self.settings, device, context.cache_dir, context.progress)
         encoder = self.encoder
         matrix = EmbeddingCache(context.cache_dir).load_or_build(
-            {"encoder": encoder.image_identity(), "images": search_space.fingerprint},
+            {"encoder": encoder.image_identity(), "images": search_space.fingerprint,
+             "image_files": search_space.files_fingerprint()},
             count=len(search_space),
             encode=_image_encoding(encoder, search_space),
             batch_size=self.batch_size,

@@ -89,10 +89,12 @@ class OracleRetriever:
 
 
 class RandomRetriever:
-    """A uniformly random rank per (dialogue, round), seeded so that batch order and resume do not matter."""
+    """A uniformly random rank per (dialogue, round), from its own ``seed`` and the run's ``--seed``, so that batch
+    order and resume do not matter and another run seed gives other ranks."""
 
     def __init__(self, seed: int) -> None:
         self.seed = seed
+        self._run_seed = 0
         self._size = 0
 
     def identity(self) -> Mapping[str, Any]:
@@ -100,11 +102,13 @@ class RandomRetriever:
 
     def prepare(self, search_space: SearchSpace, context: RunContext) -> None:
         self._size = len(search_space)
+        self._run_seed = context.seed
 
     def rank(self, states: Sequence[DialogueState]) -> RankBatch:
         return RankBatch(
             ranks=tuple(
-                int(np.random.default_rng(derive_seed(self.seed, state.dialogue_id, state.round)).integers(self._size))
+                int(np.random.default_rng(derive_seed(self.seed, self._run_seed, state.dialogue_id, state.round))
+                    .integers(self._size))
                 for state in states
             )
         )

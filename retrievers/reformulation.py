@@ -3,13 +3,14 @@ from S_t. Any registered text generator serves (``hf-seq2seq``, ``hf-chat``, ``o
 
     reformulator = Reformulator(REGISTRY.build("generator", "openai", model="gpt-4o-mini")[0],
                                 caption_template, prompts_template)
-    reformulator.load(context)
+    reformulator.load(context)                                                      # no weights yet
     captions = reformulator.captions([state.query_turns for state in states])       # S_t per dialogue prefix
     prompts = reformulator.image_prompts(captions, count=3)                         # K prompts per caption
 
 Both steps go through the shared response cache, keyed by (generator identity, template, input, decoding), so a
 second run over the same dialogues (another base encoder, another benchmark holding the same prefix) makes no LLM
-call. A generation that fails for good stops the run with its reason; what was generated before stays cached.
+call. The LLM loads on the first cache miss: a generator that can tell its identity from its files (``resolve``,
+the transformers backends) is only resolved by ``load``, so a fully cached run never holds its weights. A generation that fails for good stops the run with its reason; what was generated before stays cached.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class Reformulator:
         self.caption_template = caption_template
         self.image_prompt_template = image_prompt_template
         self._cache: ResponseCache | None = None
+        self._context: RunContext | None = None
 
     def identity(self) -> Mapping[str, Any]:
         return {
@@ -61,8 +63,11 @@ class Reformulator:
         }
 
     def load(self, context: RunContext) -> None:
-        self.generator.load(context)
-        self._cache = ResponseCache(context.cache_dir)
+        """Open the response cache and fix the generator's identity (the cache keys). Weights wait for the first
+        miss; a generator without ``resolve`` (an API client, the scripted one) is cheap to load and loads now."""
+        self._cache, self._context = ResponseCache(context.cache_dir), context
+        resolve = getattr(self.generator, "resolve", None)
+        (resolve if resolve is not None else self.generator.load)(context)
 
     @property
     def calls(self) -> int:
@@ -83,13 +88,17 @@ class Reformulator:
         return [parse_prompt_lines(answer, count, caption) for answer, caption in zip(answers, captions)]
 
     def _generate(self, prompts: list[str], step: str) -> list[str]:
-        if self._cache is None:
+        if self._cache is None or self._context is None:
             raise RuntimeError("load() the reformulator first")
+        context, model = self._context, self.generator.identity()
         # Greedy by default; a sampling generator gets a fixed seed so that a prompt always maps to one answer.
-        keys = [self._cache.key(model=self.generator.identity(), prompt=prompt, decoding={"seed": 0}) for prompt in prompts]
-        outputs = self._cache.get_or_compute(
-            keys, lambda missing: self.generator.generate([prompts[i] for i in missing], [0] * len(missing))
-        )
+        keys = [self._cache.key(model=model, prompt=prompt, decoding={"seed": 0}) for prompt in prompts]
+
+        def compute(missing: list[int]) -> list[str | TurnFailure]:
+            self.generator.load(context)  # the first miss loads the weights; later calls return at once
+            return self.generator.generate([prompts[i] for i in missing], [0] * len(missing))
+
+        outputs = self._cache.get_or_compute(keys, compute)
         failed = [output for output in outputs if isinstance(output, TurnFailure)]
         if failed:
             raise HarnessError(f"DAR reformulation ({step}) failed for {len(failed)} prompts: {failed[0].reason}; "

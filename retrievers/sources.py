@@ -65,6 +65,9 @@ def resolve_source(source: str) -> ModelSource:
         return ModelSource("directory", str(path))
     if urllib.parse.urlparse(source).scheme in ("http", "https"):
         return ModelSource("url", source)
+    # A hub id is "name" or "owner/name": anything else that looks like a path is a path that does not exist.
+    if path.suffix.lower() in CHECKPOINT_SUFFIXES or source.startswith((".", "/", "~")) or source.count("/") > 1:
+        raise HarnessError(f"model source {source!r}: no such file or directory (and it is not a hub id)")
     return ModelSource("hub", source)
 
 

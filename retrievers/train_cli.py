@@ -4,7 +4,8 @@
                           --image-root COCO --base chatir --base-model chatir_weights.ckpt --out checkpoints/adafuse
     harness train adafuse ... --mode end-to-end --device cuda           # the text side of the encoder trains too
 
-The same command again resumes from ``OUT/last/`` (and does nothing more once every epoch is done). The best
+The same command again resumes from ``OUT/last/`` (and does nothing more once every epoch is done);
+``--checkpoint-every N`` also writes it every N optimizer steps, so a kill mid-epoch loses at most N steps. The best
 checkpoint by validation Hits@10 is ``OUT/best/``: run it with ``--retriever adafuse`` and
 ``fusion_checkpoint=OUT``. Embeddings of the training data are cached under ``--cache-dir`` (the harness cache by
 default), so a second run over the same files starts training in seconds.
@@ -54,6 +55,9 @@ def train() -> None:
 @click.option("--validation-fraction", default=0.1, show_default=True, type=float)
 @click.option("--rounds", default=None, type=click.IntRange(min=0), help="Use rounds 0..N of each dialogue only.")
 @click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--checkpoint-every", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Also write the resumable OUT/last/ every N optimizer steps inside an epoch (0: at epoch ends "
+                   "only). Does not change the weights, so it may differ on resume.")
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
 @click.option("--embed-batch-size", default=64, show_default=True, type=click.IntRange(min=1),
               help="Batch size of the one-off embedding pass.")
@@ -81,6 +85,7 @@ def adafuse(
     validation_fraction: float,
     rounds: int | None,
     seed: int,
+    checkpoint_every: int,
     device: str,
     embed_batch_size: int,
     cache_dir: Path | None,
@@ -110,11 +115,13 @@ def adafuse(
         click.echo(f"{len(examples.items)} training examples, {len(examples.targets)} targets "
                    f"({examples.layout} image layout); base {base} on {resolved}, {mode} mode")
         data = embed_training_set(examples, encoder, cache, embed_batch_size, progress)
-        summary = train_adafuse(settings, data, encoder, out_dir, progress=progress)
+        summary = train_adafuse(settings, data, encoder, out_dir, progress=progress, checkpoint_every=checkpoint_every)
     except HarnessError as error:
         raise click.ClickException(str(error)) from None
     if summary.resumed_from_epoch is not None and summary.resumed_from_epoch > epochs:
         click.echo(f"all {epochs} epochs were already done in {out_dir}: nothing to train")
     elif summary.resumed_from_epoch is not None:
-        click.echo(f"resumed {out_dir} after epoch {summary.resumed_from_epoch - 1}")
+        within = f" and {summary.resumed_at_batch} batches of epoch {summary.resumed_from_epoch}"
+        click.echo(f"resumed {out_dir} after epoch {summary.resumed_from_epoch - 1}"
+                   + (within if summary.resumed_at_batch else ""))
     click.echo(summary.describe())

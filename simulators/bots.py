@@ -97,6 +97,7 @@ class VisionAnswerer(_CachedBot):
     """Answers with any vision generator (BLIP-2, OpenAI-compatible vision chat) looking at the target image."""
 
     role = "answerer"
+    needs_images = True  # the runner refuses a run without --image-root before any model loads
 
     def __init__(self, generator: VisionGenerator, template: PromptTemplate, clean: bool = True) -> None:
         super().__init__(generator, template, clean)
@@ -144,22 +145,31 @@ class _RecordedTurns:
     def prepare(self, benchmark: Benchmark, context: RunContext) -> None:
         self._turns = {dialogue.dialogue_id: dialogue.turns for dialogue in benchmark.dialogues}
 
-    def recorded(self, state: DialogueState) -> tuple[str, str]:
+    def recorded(self, state: DialogueState) -> str:
         turns = self._turns[state.dialogue_id]
         round_ = state.round + 1
         if round_ >= len(turns):
             raise IndexError(f"dialogue {state.dialogue_id} has no recorded round {round_}")
-        return split_turn(turns[round_])
+        return turns[round_]
 
 
 class ReplayQuestioner(_RecordedTurns):
-    """The benchmark's recorded questions (the text up to the last "?" of each turn)."""
+    """The benchmark's recorded questions (the text up to the last "?" of each turn). A turn without a "?" holds no
+    question to re-ask, so its dialogue fails (naming the turn) instead of sending the answerer an empty question."""
 
     def identity(self) -> Mapping[str, Any]:
         return {"role": "questioner", "name": "replay"}
 
     def ask(self, states: Sequence[DialogueState]) -> list[str | TurnFailure]:
-        return [self.recorded(state)[0] for state in states]
+        questions: list[str | TurnFailure] = []
+        for state in states:
+            turn = self.recorded(state)
+            question = split_turn(turn)[0]
+            questions.append(question or TurnFailure(
+                f"dialogue {state.dialogue_id}, round {state.round + 1}: the recorded turn {turn!r} has no '?', "
+                "so it holds no question to replay"
+            ))
+        return questions
 
 
 class ReplayAnswerer(_RecordedTurns):
@@ -169,7 +179,7 @@ class ReplayAnswerer(_RecordedTurns):
         return {"role": "answerer", "name": "replay"}
 
     def answer(self, states: Sequence[DialogueState], questions: Sequence[str]) -> list[str | TurnFailure]:
-        return [self.recorded(state)[1] for state in states]
+        return [split_turn(self.recorded(state))[1] for state in states]
 
 
 class ScriptedQuestioner:

@@ -13,13 +13,17 @@ A model source is a hub id or a local directory written by ``save_pretrained``; 
 download it and pass the folder (``--questioner-model DIR`` / ``--answerer-model DIR``).
 
 Prompts are generated in sub-batches of ``batch_size`` under ``torch.inference_mode``. Decoding is greedy unless
-``temperature > 0``; other settings (repetition penalty, ...) come from the checkpoint's ``generation_config.json``,
-which is part of the fingerprint. Sampled outputs are seeded once per sub-batch from the sub-batch's seeds, so a
-sampled HF output depends on which prompts shared its batch (greedy outputs do not, up to padding numerics); the
-bots cache sampled outputs under their own seed, so a cached run is still reproducible.
+``temperature > 0``; other settings (repetition penalty, top-k, top-p, ...) come from the checkpoint's
+``generation_config.json``, which is part of the fingerprint. Sampling draws every prompt's tokens from a generator
+seeded with that prompt's own seed (``simulators.row_sampling``), so a sampled output does not depend on which
+prompts shared its batch, on ``batch_size`` or on where a run resumed, and the global RNG is never touched; it
+samples one sequence per prompt (``num_beams=1``). Greedy outputs do not depend on the batch either, up to padding
+numerics.
 
-``identity()`` (valid after ``load``) names the backend, the source, a fingerprint of the loaded files (weights,
-configuration, tokenizer), the resolved dtype and every decoding parameter: the bots put it into each cache key.
+``identity()`` (valid after ``resolve``, which reads only the configuration, or ``load``) names the backend, the
+source, a fingerprint of the model's files (weights, configuration, tokenizer), the resolved dtype and every
+decoding parameter: the bots and DAR's reformulation put it into each cache key, so they can look outputs up
+before loading any weights.
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ from harness.hashing import files_fingerprint, stable_hash
 from harness.protocols import RunContext, TurnFailure
 
 DTYPES = ("auto", "float32", "float16", "bfloat16")
+DTYPE_ALIASES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
+DEFAULT_TOP_K = 50  # what transformers samples with when a checkpoint's generation config sets no top_k
 QUESTIONER_OPTION = "--questioner-model"
 ANSWERER_OPTION = "--answerer-model"
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
@@ -106,6 +112,7 @@ class _HFGenerator:
         batch_size: int = 32,
         device: str | None = None,
     ) -> None:
+        dtype = DTYPE_ALIASES.get(dtype, dtype)
         if dtype not in DTYPES:
             raise ConfigError(f"unknown dtype {dtype!r}; use one of {', '.join(DTYPES)}")
         for name, value in (("max_new_tokens", max_new_tokens), ("num_beams", num_beams), ("batch_size", batch_size)):
@@ -113,6 +120,8 @@ class _HFGenerator:
                 raise ConfigError(f"{name} must be a whole number of at least 1, got {value!r}")
         if not (math.isfinite(temperature) and temperature >= 0):
             raise ConfigError(f"temperature must be 0 (greedy) or positive, got {temperature!r}")
+        if temperature > 0 and num_beams > 1:
+            raise ConfigError("sampling (temperature > 0) draws one sequence per prompt; use num_beams=1 with it")
         self.model = str(model)
         self.dtype = dtype
         self.max_new_tokens = int(max_new_tokens)
@@ -134,16 +143,20 @@ class _HFGenerator:
         return self._model is not None
 
     def decoding(self) -> dict[str, Any]:
-        return {
+        decoding: dict[str, Any] = {
             "max_new_tokens": self.max_new_tokens,
             "num_beams": self.num_beams,
             "do_sample": self.sampling,
             "temperature": self.temperature,
         }
+        if self.sampling:  # keeps responses cached by the earlier batch-seeded sampler from being served
+            decoding["sampler"] = "per-row"
+        return decoding
 
     def identity(self) -> Mapping[str, Any]:
-        if not self.loaded:
-            raise RuntimeError(f"{type(self).__name__}.identity() needs load() first (it fingerprints the files)")
+        if not self._fingerprint:
+            raise RuntimeError(f"{type(self).__name__}.identity() needs resolve() or load() first (it fingerprints "
+                               "the files)")
         return {
             "backend": self.backend,
             "model": self.model,
@@ -152,35 +165,54 @@ class _HFGenerator:
             **self.decoding(),
         }
 
+    def resolve(self, context: RunContext) -> None:
+        """Fix the device, the dtype and the files fingerprint, reading the configuration only (no weights), so
+        that ``identity()``, hence every cache key, is known before the model is needed: a caller whose outputs
+        are all cached never has to ``load``."""
+        from transformers import AutoConfig
+
+        device = resolve_device(self.device) if self.device else context.device
+        if self._fingerprint and device == self._device:
+            return
+        config = load_pretrained(AutoConfig.from_pretrained, self.model, self.option)
+        files = model_files(self.model, config)
+        self._fingerprint = files_fingerprint(files, context.cache_dir) if files else stable_hash(
+            {"hub": self.model, "commit": getattr(config, "_commit_hash", None)}
+        )
+        # A model loaded on another device is dropped: the next load() puts it on this one.
+        self._device, self._torch_dtype, self._model = device, resolve_dtype(self.dtype, device), None
+
     def load(self, context: RunContext) -> None:
         """Load the model (once per device) in eval mode onto this generator's device, else the context's."""
-        device = resolve_device(self.device) if self.device else context.device
-        if self.loaded and device == self._device:
+        self.resolve(context)
+        if self.loaded:
             return
-        self._device = device
-        self._torch_dtype = resolve_dtype(self.dtype, device)
-        model = self._load(self._torch_dtype)
-        self._model = model.to(device).eval()
-        files = model_files(self.model, model.config)
-        self._fingerprint = files_fingerprint(files) if files else stable_hash(
-            {"hub": self.model, "commit": getattr(model.config, "_commit_hash", None)}
-        )
+        assert self._torch_dtype is not None
+        self._model = self._load(self._torch_dtype).to(self._device).eval()
 
     def _load(self, dtype: torch.dtype) -> Any:
         raise NotImplementedError
 
-    def _generation_kwargs(self) -> dict[str, Any]:
-        """Our decoding parameters over the checkpoint's generation config (its token ids, penalties, ...)."""
+    def _generation_kwargs(self, seeds: Sequence[int]) -> dict[str, Any]:
+        """Our decoding parameters over the checkpoint's generation config (its token ids, penalties, ...) for a
+        sub-batch whose prompts have ``seeds``."""
         config = self._model.generation_config
         kwargs: dict[str, Any] = {
             "max_new_tokens": self.max_new_tokens,
             "num_beams": self.num_beams,
-            "do_sample": self.sampling,
+            # Greedy search in both cases: when sampling, the row sampler has already drawn each row's token.
+            "do_sample": False,
+            # Neutral values, so that a chat checkpoint's sampling defaults neither apply twice nor warn.
+            "temperature": None, "top_p": None, "top_k": None,
         }
         if self.sampling:
-            kwargs["temperature"] = self.temperature
-        else:  # neutral values, so a chat checkpoint's sampling defaults neither apply nor warn
-            kwargs.update(temperature=None, top_p=None, top_k=None)
+            from transformers import LogitsProcessorList
+
+            from simulators.row_sampling import RowSampler
+
+            top_k = config.top_k if config.top_k is not None else DEFAULT_TOP_K
+            sampler = RowSampler(seeds, self.temperature, top_k, config.top_p, self._device)
+            kwargs["logits_processor"] = LogitsProcessorList([sampler])
         if config.max_length is not None:
             kwargs["max_length"] = None  # max_new_tokens rules; avoids the "both set" warning
         return kwargs
@@ -193,20 +225,8 @@ class _HFGenerator:
         outputs: list[str | TurnFailure] = []
         with torch.inference_mode():
             for start in range(0, count, self.batch_size):
-                chunk = slice(start, min(start + self.batch_size, count))
-                if self.sampling:
-                    outputs.extend(self._seeded(seeds[chunk], step, chunk))
-                else:
-                    outputs.extend(step(chunk))
+                outputs.extend(step(slice(start, min(start + self.batch_size, count))))
         return outputs
-
-    def _seeded(self, seeds: Sequence[int], step: Callable[[slice], list[str]], chunk: slice) -> list[str]:
-        # One seed per sub-batch, derived from every seed in it, on a forked RNG so the caller's state is untouched.
-        batch_seed = int(stable_hash([int(seed) for seed in seeds])[:15], 16)
-        cuda = [torch.device(self._device).index or 0] if self._device.startswith("cuda") else []
-        with torch.random.fork_rng(devices=cuda):
-            torch.manual_seed(batch_seed)
-            return step(chunk)
 
 
 class Seq2SeqGenerator(_HFGenerator):
@@ -224,7 +244,7 @@ class Seq2SeqGenerator(_HFGenerator):
     def generate(self, prompts: Sequence[str], seeds: Sequence[int]) -> list[str | TurnFailure]:
         def step(chunk: slice) -> list[str]:
             inputs = self._tokenizer(list(prompts[chunk]), return_tensors="pt", padding=True).to(self._device)
-            output = self._model.generate(**inputs, **self._generation_kwargs())
+            output = self._model.generate(**inputs, **self._generation_kwargs(seeds[chunk]))
             return [text.strip() for text in self._tokenizer.batch_decode(output, skip_special_tokens=True)]
 
         return self._run(len(prompts), seeds, step)
@@ -261,7 +281,7 @@ class CausalChatGenerator(_HFGenerator):
             inputs = self._tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
             inputs = inputs.to(self._device)
             output = self._model.generate(
-                **inputs, pad_token_id=self._tokenizer.pad_token_id, **self._generation_kwargs()
+                **inputs, pad_token_id=self._tokenizer.pad_token_id, **self._generation_kwargs(seeds[chunk])
             )
             new_tokens = output[:, inputs["input_ids"].shape[1]:]
             return [text.strip() for text in self._tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
@@ -320,7 +340,7 @@ class Blip2Generator(_HFGenerator):
                 padding=True,
             ).to(self._device)
             inputs["pixel_values"] = inputs["pixel_values"].to(self._torch_dtype)
-            output = self._model.generate(**inputs, **self._generation_kwargs())
+            output = self._model.generate(**inputs, **self._generation_kwargs(seeds[chunk]))
             if self._decoder_only:  # the language model's output starts with the prompt
                 output = output[:, inputs["input_ids"].shape[1]:]
             return [text.strip() for text in self._processor.batch_decode(output, skip_special_tokens=True)]

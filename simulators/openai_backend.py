@@ -3,7 +3,7 @@
     export OPENAI_API_KEY=...                                  # read at load(), never stored in identities or logs
     questions = OpenAIChatGenerator("gpt-4o-mini", temperature=0.0, max_tokens=32)
     questions.load(context)
-    questions.generate(["prompt one", "prompt two"], seeds=[11, 12])   # -> ["...", TurnFailure("HTTP 400: ...")]
+    questions.generate(["prompt one", "prompt two"], seeds=[11, 12])   # -> ["...", TurnFailure("HTTP 503: ...")]
     answers = OpenAIVisionGenerator("gpt-4o-mini", base_url="http://localhost:8000/v1")  # a local server, no key
     answers.generate(prompts, images, seeds)                   # each image goes as a JPEG data URL
 
@@ -11,9 +11,13 @@ A batch runs as one request per prompt on at most ``concurrency`` threads; outpu
 Failures are sorted by what a retry can change:
   * timeouts, connection errors, HTTP 408, 409, 429 and 5xx are retried ``max_retries`` times with full-jitter
     exponential backoff (0.5 s doubling, capped at 30 s), or after the server's ``Retry-After`` (capped too);
-  * HTTP 401 and 403 stop the whole batch with a ``HarnessError``: the key is wrong for every later call as well;
-  * any other error (400, 404, 422, ...) and exhausted retries become a ``TurnFailure`` for that prompt only, so the
-    runner records the dialogue as failed and retries it on resume.
+  * HTTP 401 and 403 stop the whole batch (and the run) with a ``HarnessError``: the key is wrong for every later
+    call as well;
+  * HTTP 400, 404 and 422 stop it too, with the server's message and what to check (the model name, the base URL,
+    the request parameters): a wrong model name or an option the server rejects fails every request the same way,
+    so recording each dialogue as failed would only hide the reason;
+  * any other error (413, ...), an empty response and exhausted retries become a ``TurnFailure`` for that prompt
+    only, so the runner records the dialogue as failed and retries it on resume.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ DEFAULT_BASE_URL = "https://api.openai.com/v1"
 NO_KEY_PLACEHOLDER = "unused"  # local servers without auth still need a non-empty key for the client
 JPEG_QUALITY = 90
 AUTH_STATUSES = frozenset({401, 403})
+REJECTED_STATUSES = frozenset({400, 404, 422})  # a malformed request: every other request of the run is alike
 RETRY_STATUSES = frozenset({408, 409, 429})  # plus every 5xx
 STOPPED = TurnFailure("not sent: the batch stopped")  # never returned to a caller: the batch raises instead
 MESSAGE_CHARS = 200  # enough of a server's error message to act on, short enough for a run record
@@ -178,7 +183,7 @@ class _OpenAIGenerator:
         log.debug("%s: %d requests to %s, %d at a time", self.backend, count, self.base_url, self.concurrency)
         pool = ThreadPoolExecutor(max_workers=min(self.concurrency, count), thread_name_prefix="openai")
         try:
-            stop = threading.Event()  # set on an authentication failure: the other requests would fail the same way
+            stop = threading.Event()  # set on a failure that stops the batch: the other requests would fail alike
             futures = [pool.submit(self._complete, index, messages_for, seeds[index], stop) for index in range(count)]
             wait(futures, return_when=FIRST_EXCEPTION)
             return [future.result() for future in futures]
@@ -187,7 +192,7 @@ class _OpenAIGenerator:
 
     def _complete(self, index: int, messages_for: Callable[[int], list[Message]], seed: int,
                   stop: threading.Event) -> str | TurnFailure:
-        """One prompt with its retries; gives up early once another request of the batch failed to authenticate."""
+        """One prompt with its retries; gives up early once another request of the batch stopped it."""
         if stop.is_set():
             return STOPPED
         messages = messages_for(index)
@@ -224,6 +229,12 @@ class _OpenAIGenerator:
                 raise HarnessError(f"authentication failed for {self.base_url} (HTTP {status}): "
                                    f"check the key in ${self.api_key_env}") from None
             problem = f"HTTP {status}: {self._server_message(error)}"
+            if status in REJECTED_STATUSES:
+                raise HarnessError(
+                    f"{self.base_url} rejected a request for model {self.model!r} ({problem}); check the model name, "
+                    f"the base URL and the request parameters (temperature {self.temperature:g}, max_tokens "
+                    f"{self.max_tokens}, seed)"
+                ) from None
             if status in RETRY_STATUSES or status >= 500:
                 return _Retryable(problem, parse_retry_after(error.response.headers))
             return TurnFailure(problem)

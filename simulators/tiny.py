@@ -54,10 +54,13 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # the normalisation BLIP-2's im
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
-def build_t5_tokenizer() -> Any:
-    """A T5 (Unigram, "▁" word marker) tokenizer over letters, digits, punctuation and common words.
+def build_t5_tokenizer(size: int | None = None) -> Any:
+    """A T5 (Unigram, "▁" word marker) tokenizer over letters, digits, punctuation and common words, with T5's ids
+    for ``<pad>`` (0), ``</s>`` (1) and ``<unk>`` (2).
 
     Whole words score best, single characters worst, so known words stay one token and anything else is spelled.
+    ``size`` pads the vocabulary with filler words (``tok123``) to that many ids, so that every id of a full-size
+    model's embedding decodes to a word (``random:`` bench models).
     """
     from transformers import T5Tokenizer
 
@@ -67,6 +70,8 @@ def build_t5_tokenizer() -> Any:
     pieces += [(character, -5.0) for character in characters]
     pieces += [(marker + character, -4.0) for character in characters]
     pieces += [(marker + word, -1.0) for word in COMMON_WORDS if len(word) > 1]
+    if size is not None:
+        pieces += [(f"{marker}tok{index}", -8.0) for index in range(size - len(pieces))]
     return T5Tokenizer(vocab=pieces, extra_ids=0)
 
 
@@ -142,12 +147,10 @@ def write_tiny_blip2(directory: Path, seed: int = 0, language_model: str = "t5")
     from transformers import (
         Blip2Config,
         Blip2ForConditionalGeneration,
-        Blip2Processor,
         Blip2QFormerConfig,
         Blip2VisionConfig,
         OPTConfig,
     )
-    from transformers.models.blip.image_processing_pil_blip import BlipImageProcessorPil
 
     if language_model == "t5":
         tokenizer = build_t5_tokenizer()
@@ -155,13 +158,7 @@ def write_tiny_blip2(directory: Path, seed: int = 0, language_model: str = "t5")
         tokenizer = build_byte_level_tokenizer("opt")
     else:
         raise ValueError(f"unknown BLIP-2 language model {language_model!r}; use 't5' or 'opt'")
-    image_processor = BlipImageProcessorPil(
-        size={"height": TINY_IMAGE_SIZE, "width": TINY_IMAGE_SIZE},
-        image_mean=list(CLIP_MEAN),
-        image_std=list(CLIP_STD),
-        do_convert_rgb=True,
-    )
-    processor = Blip2Processor(image_processor, tokenizer, num_query_tokens=TINY_QUERY_TOKENS)  # adds <image>
+    processor = blip2_processor(tokenizer, TINY_IMAGE_SIZE, TINY_QUERY_TOKENS)
     image_token_index = tokenizer.convert_tokens_to_ids("<image>")
     if language_model == "t5":
         text_config = _t5_config(tokenizer)
@@ -202,6 +199,21 @@ def write_tiny_blip2(directory: Path, seed: int = 0, language_model: str = "t5")
     )
     model = Blip2ForConditionalGeneration(config)
     return _save(model, directory, seed, processor)
+
+
+def blip2_processor(tokenizer: Any, image_size: int, query_tokens: int) -> Any:
+    """BLIP-2's processor as transformers 5 checkpoints ship it: CLIP-normalised square images of ``image_size``
+    pixels, and ``query_tokens`` ``<image>`` placeholders (a token it adds to ``tokenizer``) before every prompt."""
+    from transformers import Blip2Processor
+    from transformers.models.blip.image_processing_pil_blip import BlipImageProcessorPil
+
+    image_processor = BlipImageProcessorPil(
+        size={"height": image_size, "width": image_size},
+        image_mean=list(CLIP_MEAN),
+        image_std=list(CLIP_STD),
+        do_convert_rgb=True,
+    )
+    return Blip2Processor(image_processor, tokenizer, num_query_tokens=query_tokens)
 
 
 def _t5_config(tokenizer: Any) -> Any:

@@ -1,7 +1,10 @@
-"""ImageCache: round trip, one generation per distinct key, damaged entries detected and regenerated, atomic writes."""
+"""ImageCache: round trip, one generation per distinct key, damaged entries detected and regenerated, half-written
+entries left alone, atomic writes."""
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 from pathlib import Path
 
@@ -78,8 +81,16 @@ def test_generate_must_return_one_image_per_position(tmp_path: Path) -> None:
     assert _files(cache.root) == []
 
 
-@pytest.mark.parametrize("damage", ["truncate", "garbage", "other-image", "no-record", "bad-record", "wrong-key"])
-def test_damaged_entry_is_detected_deleted_and_regenerated(tmp_path: Path, damage: str) -> None:
+def _flip_byte(path: Path, offset: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "bit-flip", "other-image", "no-png", "bad-record",
+                                    "wrong-key", "no-digest", "wrong-size"])
+def test_damaged_entry_is_reported_and_regenerated_over(tmp_path: Path, damage: str,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
     cache = ImageCache(tmp_path)
     key = cache.key({"prompt": "a dog"})
     cache.put(key, _image(1))
@@ -88,22 +99,57 @@ def test_damaged_entry_is_detected_deleted_and_regenerated(tmp_path: Path, damag
         png.write_bytes(png.read_bytes()[:40])
     elif damage == "garbage":
         png.write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(64))
+    elif damage == "bit-flip":  # in the pixel data: still a PNG of the right size, but not the one recorded
+        _flip_byte(png, len(png.read_bytes()) // 2)
     elif damage == "other-image":  # a valid PNG, but not the one recorded
         _image(2).save(png, format="PNG")
-    elif damage == "no-record":  # a crash between the PNG write and the digest write
-        record.unlink()
+    elif damage == "no-png":
+        png.unlink()
     elif damage == "bad-record":
         record.write_text("{not json")
-    else:
+    elif damage == "wrong-key":
         record.write_text(record.read_text().replace(key, "0" * 64))
-    assert cache.get(key) is None
-    assert not png.exists() and not record.exists()
+    elif damage == "no-digest":
+        stored = json.loads(record.read_text())
+        del stored["sha256"]
+        record.write_text(json.dumps(stored))
+    else:  # a record that agrees with the bytes but not with the image they hold
+        record.write_text(record.read_text().replace('"width": 12', '"width": 13'))
+    with caplog.at_level(logging.WARNING, logger="harness.atomic"):
+        assert cache.get(key) is None
+    assert f"damaged cache entry {record}" in caplog.text
 
     generate = Recorder()
     images = cache.get_or_generate([key], generate)
     assert generate.calls == [[0]]
     np.testing.assert_array_equal(_pixels(images[0]), _pixels(_image(100)))
+    np.testing.assert_array_equal(_pixels(cache.get(key)), _pixels(_image(100)))  # overwritten with a whole entry
+    assert cache.get_or_generate([key], generate) and generate.calls == [[0]]
+
+
+def test_png_without_record_is_a_plain_miss_that_deletes_nothing(tmp_path: Path,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    """Two Ray actors share the cache: actor A has written its PNG but not yet its record when B looks the key up."""
+    cache = ImageCache(tmp_path)
+    key = cache.key({"prompt": "a dog"})
+    cache.put(key, _image(1))
+    png, record = cache.path(key), cache.path(key).with_suffix(".json")
+    record_text = record.read_text()
+    record.unlink()  # A is between its two writes
+
+    with caplog.at_level(logging.WARNING, logger="harness.atomic"):
+        assert cache.get(key) is None  # B: a miss
+    assert caplog.text == "" and png.is_file()  # not damage, and A's PNG is left alone
+    record.write_text(record_text)  # A finishes
+    np.testing.assert_array_equal(_pixels(cache.get(key)), _pixels(_image(1)))
+
+    record.unlink()  # the same, but now B regenerates the entry before A finishes
+    generate = Recorder()
+    images = cache.get_or_generate([key], generate)
+    assert generate.calls == [[0]]
+    np.testing.assert_array_equal(_pixels(images[0]), _pixels(_image(100)))
     np.testing.assert_array_equal(_pixels(cache.get(key)), _pixels(_image(100)))
+    assert not [path for path in png.parent.iterdir() if path.name.endswith(".tmp")]
 
 
 def test_failed_write_leaves_no_partial_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

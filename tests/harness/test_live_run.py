@@ -1,4 +1,5 @@
-"""Live runs through the CLI with the shipped scripted bots: generated dialogues recorded, failures kept, resume."""
+"""Live runs through the CLI with the shipped scripted bots: generated dialogues recorded, failures kept with their
+reasons, resume, and the checks that fail a run before any model loads."""
 
 import json
 
@@ -39,6 +40,7 @@ def test_a_failed_answer_fails_its_dialogue_only_and_is_retried_on_resume(small_
     args = live_args(small_benchmark, tmp_path / "run", "--answerer-arg", 'fail_on=["2:3"]')
     code, output = run_cli(*args)
     assert code == 0 and "1 dialogues FAILED" in output
+    assert "1 x round 3: answerer: scripted failure at round 3" in output
     by_id = {record["dialogue_id"]: record for record in records(tmp_path / "run")}
     assert by_id["2"]["status"] == "failed"
     assert by_id["2"]["error"] == "round 3: answerer: scripted failure at round 3"
@@ -84,3 +86,39 @@ def test_export_refuses_a_replay_run_and_failed_dialogues(small_benchmark, tmp_p
     assert code == 0 and "left out 1 failed dialogues: 1" in output
     exported = json.loads((tmp_path / "x.json").read_text())
     assert len(exported) == small_benchmark.count - 1 and exported[0]["dialog"][0] == "caption 0"
+
+
+def test_failure_reasons_are_listed_and_a_run_where_all_failed_exits_non_zero(small_benchmark, tmp_path):
+    fail_all = json.dumps([f"{index}:1" for index in range(small_benchmark.count)])
+    code, output = run_cli(*live_args(small_benchmark, tmp_path / "run", "--answerer-arg", f"fail_on={fail_all}"))
+    assert code == 2
+    assert f"{small_benchmark.count} dialogues FAILED" in output
+    assert f"{small_benchmark.count} x round 1: answerer: scripted failure at round 1" in output
+    assert f"every one of the {small_benchmark.count} dialogues failed" in output
+
+
+def test_a_recorded_turn_without_a_question_fails_its_dialogue_with_the_turn(small_benchmark, tmp_path):
+    records_in = json.loads(small_benchmark.dialogues.read_text())
+    records_in[1]["dialog"][2] = "no question here"
+    small_benchmark.dialogues.write_text(json.dumps(records_in))
+    args = live_args(small_benchmark, tmp_path / "run")
+    args[args.index("--questioner") + 1] = "replay"
+    code, output = run_cli(*args)
+    assert code == 0 and "1 dialogues FAILED" in output
+    reason = ("round 2: questioner: dialogue 1, round 2: the recorded turn 'no question here' has no '?', so it "
+              "holds no question to replay")
+    assert f"1 x {reason}" in output
+    by_id = {record["dialogue_id"]: record for record in records(tmp_path / "run")}
+    assert by_id["1"]["status"] == "failed" and by_id["1"]["error"] == reason
+    assert by_id["1"]["dialog"] == ["caption 1", by_id["1"]["dialog"][1]]  # no "? answer" turn was stored
+    assert all(turn.split("? ")[0] for record in by_id.values() for turn in record["dialog"][1:])
+
+
+def test_an_image_answerer_without_image_root_fails_before_loading_anything(small_benchmark, tmp_path):
+    # The model path does not exist: loading it would fail with another error, so this one comes first.
+    args = live_args(small_benchmark, tmp_path / "run", "--answerer-model", str(tmp_path / "no-such-model"))
+    args[args.index("--answerer") + 1] = "blip2"
+    code, output = run_cli(*args)
+    assert code == 2
+    assert "the blip2 answerer looks at each dialogue's target image, so this run needs --image-root" in output
+    assert not (tmp_path / "run").exists()

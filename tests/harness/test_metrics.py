@@ -66,4 +66,20 @@ def test_side_metrics_need_every_record_to_carry_the_sides():
     assert metrics["Degradation"] == [50.0, 0.0] and metrics["RankDrop"] == [1.0, None]
     assert metrics["GateMean"] == pytest.approx([0.75, 0.75])
     assert metrics["GateCosineCorrelation"] == pytest.approx([-1.0, 1.0])
+    assert metrics["TextImageCosineMean"] == pytest.approx([0.15, 0.4])
+    # Two dialogues are the 0 and 50% quantiles: Q1 holds the lower-cosine one's gate, Q3 the other's.
+    assert metrics["GateByCosineQ1"] == pytest.approx([0.8, 0.6])
+    assert metrics["GateByCosineQ3"] == pytest.approx([0.7, 0.9])
+    assert metrics["GateByCosineQ2"] == metrics["GateByCosineQ4"] == [None, None]
     assert side_metrics([RunRecord("0", "a", (1,))]) == {}
+
+
+def test_gate_by_cosine_quartile_bins_each_round_by_its_own_cosine_order():
+    from harness.metrics import gate_by_cosine_quartile
+
+    cosines = np.array([[0.9, 0.1], [0.1, 0.2], [0.5, 0.3], [0.3, 0.4], [0.7, 0.5], [0.2, 0.6], [0.8, 0.7], [0.4, 0.8]])
+    gates = np.array([[0.1, 0.9], [0.9, 0.8], [0.5, 0.7], [0.7, 0.6], [0.3, 0.5], [0.8, 0.4], [0.2, 0.3], [0.6, 0.2]])
+    quarters = gate_by_cosine_quartile(gates, cosines)
+    # Round 0 sorted by cosine: gates 0.9, 0.8 | 0.7, 0.6 | 0.5, 0.3 | 0.2, 0.1; round 1: 0.9, 0.8 | ... | 0.3, 0.2.
+    assert quarters == [pytest.approx([0.85, 0.85]), pytest.approx([0.65, 0.65]), pytest.approx([0.4, 0.45]),
+                        pytest.approx([0.15, 0.25])]

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from harness.config import RunSpec
+from harness.errors import HarnessError
 from harness.registry import REGISTRY
 from harness.runner import run_evaluation
 from tests.harness.test_ray_executor import ray_cluster  # noqa: F401 - the session's local Ray cluster
@@ -70,7 +71,6 @@ def test_generate_command_counts_requests_and_a_dry_run_draws_nothing(setting, t
     assert len(_images(tmp_path / "cache")) > 0
 
 
-@pytest.mark.slow  # two actors each importing diffusers: ~15 s on two CPUs
 def test_generation_on_ray_writes_the_same_images(ray_cluster, setting, tmp_path):  # noqa: F811
     import torch
 
@@ -90,3 +90,14 @@ def test_generation_on_ray_writes_the_same_images(ray_cluster, setting, tmp_path
                                  images_per_chunk=8)
     assert spread == local
     assert _images(tmp_path / "ray") == _images(tmp_path / "local")
+
+
+def test_an_image_worker_with_other_keys_stops_the_job(setting, tmp_path):
+    from retrievers.dar_generate import ImageWorkerFactory, PromptWorkerFactory
+
+    cache = tmp_path / "cache"
+    requests = PromptWorkerFactory(setting["dar"], 1, cache, "cpu")()(setting["dialogues"][:1])
+    other_dtype = {**setting["dar"], "diffusion_dtype": "bfloat16"}
+    with pytest.raises(HarnessError, match="other image keys than the prompt workers"):
+        ImageWorkerFactory(other_dtype, cache, "cpu")()(requests)
+    assert _images(cache) == {}

@@ -19,8 +19,9 @@ from harness.runner import run_evaluation
 
 KILLER_PLUGIN = textwrap.dedent(
     '''
-    """Test-only retriever: places each target at (target_index + round) mod N; in ``die`` mode the first rank()
-    call of the whole cluster (whichever worker wins the marker file) kills its own process."""
+    """Test-only retriever: places each target at (target_index + round) mod N; in ``die`` mode the ``die_at``-th
+    rank() call of the whole cluster (counted in a shared file; whichever worker makes it) kills its own process,
+    once (the marker file says it happened)."""
     import os
 
     from harness.errors import ConfigError
@@ -29,8 +30,8 @@ KILLER_PLUGIN = textwrap.dedent(
 
 
     class Killer:
-        def __init__(self, marker, mode):
-            self.marker, self.mode, self.size = marker, mode, 0
+        def __init__(self, marker, mode, die_at):
+            self.marker, self.mode, self.die_at, self.size = marker, mode, die_at, 0
 
         def identity(self):
             return {"name": "killer", "mode": self.mode}
@@ -39,7 +40,7 @@ KILLER_PLUGIN = textwrap.dedent(
             self.size = len(search_space)
 
         def rank(self, states):
-            if self.mode == "die":
+            if self.mode == "die" and self._count_call() >= self.die_at:
                 try:
                     handle = os.open(self.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
                 except FileExistsError:
@@ -52,10 +53,17 @@ KILLER_PLUGIN = textwrap.dedent(
                 raise ConfigError("the killer retriever refuses to rank")
             return RankBatch(ranks=tuple((state.target_index + state.round) % self.size for state in states))
 
+        def _count_call(self):
+            # One byte per call, appended atomically by whichever process calls: the file's size is the count.
+            handle = os.open(self.marker + ".calls", os.O_CREAT | os.O_APPEND | os.O_WRONLY)
+            os.write(handle, b".")
+            os.close(handle)
+            return os.path.getsize(self.marker + ".calls")
+
 
     @register("retriever", "killer")
-    def build_killer(marker: str = "", mode: str = "die"):
-        return Killer(marker, mode)
+    def build_killer(marker: str = "", mode: str = "die", die_at: int = 1):
+        return Killer(marker, mode, die_at)
     '''
 )
 
@@ -80,6 +88,8 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "search_space": synthetic.search_space_file,
         "image_root": synthetic.image_root,
         "blip": REGISTRY.resolve("fixture", "tiny-blip")(root / "tiny-blip"),
+        "flan": REGISTRY.resolve("fixture", "tiny-flan-t5")(root / "tiny-flan-t5"),
+        "blip2": REGISTRY.resolve("fixture", "tiny-blip2")(root / "tiny-blip2"),
         "plugin": _write(root / "killer_plugin.py", KILLER_PLUGIN),
         "root": root,
     }
@@ -108,29 +118,27 @@ def _spec(tiny: dict[str, Path], out: Path, **settings) -> RunSpec:
     return RunSpec(**base)
 
 
-def _sorted_lines(run: Path) -> list[str]:
-    return sorted((run / "ranks.jsonl").read_text().splitlines())
-
-
 def _assert_identical(first: Path, second: Path) -> None:
-    assert _sorted_lines(first) == _sorted_lines(second)
+    assert (first / "ranks.jsonl").read_bytes() == (second / "ranks.jsonl").read_bytes()
     assert (first / "metrics.json").read_bytes() == (second / "metrics.json").read_bytes()
 
 
 def test_live_run_on_ray_matches_in_process(ray_cluster, tiny, tmp_path):
-    bots = {"questioner": "scripted", "answerer": "scripted"}
+    bots = {
+        "questioner": "flan", "questioner_args": {"model": str(tiny["flan"])},
+        "answerer": "blip2", "answerer_args": {"model": str(tiny["blip2"])},
+    }
     local = run_evaluation(_spec(tiny, tmp_path / "local", **bots))
     spread = run_evaluation(_spec(tiny, tmp_path / "ray", executor="ray", workers=2, **bots))
     assert spread.evaluated == local.evaluated == 10
     _assert_identical(tmp_path / "local", tmp_path / "ray")
-    records = [json.loads(line) for line in _sorted_lines(tmp_path / "ray")]
+    records = [json.loads(line) for line in (tmp_path / "ray" / "ranks.jsonl").read_text().splitlines()]
     assert len({record["dialogue_id"] for record in records}) == 10 and all(record["dialog"] for record in records)
     manifest = json.loads((tmp_path / "ray" / "manifest.json").read_text())
     assert manifest["spec"]["executor"] == "ray" and "executor" not in manifest["identity"]
     assert manifest["components"]["identities"]["source"]["name"] == "live"
 
 
-@pytest.mark.slow  # two actors each importing diffusers: ~25 s on two CPUs
 def test_dar_run_on_ray_matches_in_process(ray_cluster, tiny, tmp_path):
     sd21 = REGISTRY.resolve("fixture", "tiny-sd21")(tiny["root"] / "tiny-sd21")
     dar = {
@@ -149,7 +157,9 @@ def test_a_worker_killed_mid_run_loses_and_duplicates_nothing(ray_cluster, tiny,
     from harness.ray_executor import RayExecutor
 
     marker = tmp_path / "killed"
-    spec = _spec(tiny, tmp_path / "run", retriever="killer", retriever_args={"marker": str(marker), "mode": "die"},
+    # 5 chunks of 2 dialogues x 4 rounds: the 14th rank() call is in the 4th chunk, after earlier chunks are stored.
+    killer = {"marker": str(marker), "mode": "die", "die_at": 14}
+    spec = _spec(tiny, tmp_path / "run", retriever="killer", retriever_args=killer,
                  plugins=(str(tiny["plugin"]),), batch_size=2)
     executor = RayExecutor(workers=2)
     result = run_evaluation(spec, executor=executor)
@@ -160,7 +170,7 @@ def test_a_worker_killed_mid_run_loses_and_duplicates_nothing(ray_cluster, tiny,
     assert result.evaluated == 10 and result.metrics["dialogues"] == 10
 
     # The same retriever with no death in process gives the same records.
-    local = _spec(tiny, tmp_path / "local", retriever="killer", retriever_args={"marker": str(marker), "mode": "die"},
+    local = _spec(tiny, tmp_path / "local", retriever="killer", retriever_args=killer,
                   plugins=(str(tiny["plugin"]),), batch_size=2)
     run_evaluation(local)
     _assert_identical(tmp_path / "run", tmp_path / "local")
@@ -195,6 +205,18 @@ def test_without_ray_the_option_says_what_to_install(monkeypatch):
     with pytest.raises(HarnessError, match=r"pip install 'itir-harness\[ray\]'"):
         make_executor("ray")
     assert isinstance(make_executor("in-process"), InProcessExecutor)
+
+
+def test_workers_reserve_gpus_only_where_models_go_to_cuda(ray_cluster):
+    from harness.ray_executor import RayExecutor
+
+    assert RayExecutor(device="cpu")._gpus_per_worker() == 0
+    assert RayExecutor(device="auto")._gpus_per_worker() == 0  # this cluster has no GPU
+    assert RayExecutor(device="cuda", gpus_per_worker=0.5)._gpus_per_worker() == 0.5
+    with pytest.raises(HarnessError, match="has no GPU"):
+        RayExecutor(device="cuda")._gpus_per_worker()
+    with pytest.raises(ConfigError, match="use --device cuda"):
+        RayExecutor(device="cuda:1")
 
 
 def test_ray_settings_are_checked_and_left_out_of_the_identity(tmp_path):

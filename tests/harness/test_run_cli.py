@@ -44,6 +44,10 @@ def test_rerun_reuses_everything_and_random_is_reproducible(small_benchmark, tmp
              *benchmark_args(small_benchmark, tmp_path / "b")]
     assert run_cli(*other)[0] == 0
     assert (tmp_path / "b" / "ranks.jsonl").read_text() == first
+    reseeded = ["run", "--retriever", "random", "--retriever-arg", "seed=4", "--seed", "5",
+                *benchmark_args(small_benchmark, tmp_path / "c")]
+    assert run_cli(*reseeded)[0] == 0
+    assert (tmp_path / "c" / "ranks.jsonl").read_text() != first  # the run's --seed reaches the retriever
 
 
 def test_limit_then_full_run_resumes_the_rest(small_benchmark, tmp_path):
@@ -99,3 +103,10 @@ def test_metrics_command_recomputes_a_stored_run(small_benchmark, tmp_path):
     assert run_cli("run", "--retriever", "oracle", *benchmark_args(small_benchmark, tmp_path / "run"))[0] == 0
     code, output = run_cli("metrics", str(tmp_path / "run"))
     assert code == 0 and f"{small_benchmark.count} dialogues" in output
+
+
+def test_a_bad_device_is_refused_before_the_run_directory_is_made(small_benchmark, tmp_path):
+    code, output = run_cli("run", "--retriever", "oracle", *benchmark_args(small_benchmark, tmp_path / "run"),
+                           "--device", "tpu")
+    assert code == 2 and "unknown device 'tpu'" in output
+    assert not (tmp_path / "run").exists()

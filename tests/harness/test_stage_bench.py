@@ -39,6 +39,14 @@ def test_projection_counts_each_stage_in_the_three_cache_situations():
     assert replay == {"encoder images", "encoder texts", "ranking"}
 
 
+def test_workers_share_every_stage_but_the_drivers_search_space_index():
+    projection = project(_figures(), _workload())
+    spread = {stage: times for stage, *times in projection.over_workers(4).rows}
+    assert spread["encoder images"] == [50.0, 50.0, 0.0]
+    assert spread["generation"] == [1650.0 / 4, 825.0 / 4, 0.0]
+    assert projection.over_workers(4).totals()[0] == pytest.approx(50.0 + (projection.totals()[0] - 50.0) / 4)
+
+
 def test_generation_lower_bound_is_images_times_flop_over_peak():
     # PROTOCOL.md section 8: ~254k images at ~500 TFLOP; 8 workers at 1,000 TFLOP/s.
     assert generation_lower_bound(254_000, 500.0, 1_000.0, 8) == pytest.approx(15_875.0)

@@ -67,7 +67,7 @@ def test_families_pairs_and_holm(run_factory):
                  and t.system_b == "y"]
     assert [t.round for t in per_round] == list(range(ROUNDS + 1))
     assert all(t.correction == f"Holm across {ROUNDS + 1} rounds" for t in per_round)
-    assert {t.metric for t in benchmark.tests if t.family == "per-round"} == {"Hits@1", "Hits@10", "Recall@10", "MRR"}
+    assert {t.metric for t in benchmark.tests if t.family == "per-round"} == {"Hits@1", "Hits@10", "Recall@10", "MRR", "BRI"}
 
     baseline = compare_runs(load_runs(paths), ReportSettings(baseline="y", **FAST)).benchmarks[0]
     pairs = {(t.system_a, t.system_b) for t in baseline.tests}
@@ -109,5 +109,19 @@ def test_settings_are_checked_and_letters():
     with pytest.raises(HarnessError, match="primary endpoint"):
         ReportSettings(primary="median")
     assert ReportSettings(metrics=("Recall@5", "Hits@1")).round_metrics == (
-        "Hits@1", "Hits@10", "Recall@5", "Recall@10", "MRR", "MedR")
+        "Hits@1", "Hits@10", "Recall@5", "Recall@10", "MRR", "BRI", "MedR")
     assert system_letters(["p", "q", "r"]) == {"p": "a", "q": "b", "r": "c"}
+
+
+def test_running_bri_is_the_bri_of_rounds_zero_to_t():
+    from harness.metrics import bri_per_dialogue
+    from reports.compare import running_bri
+
+    ranks = np.array([[3, 0, 7], [1, 1, 0]])
+    # best so far: [3, 0, 0] and [1, 1, 0]; log(best + 1) = [log 4, 0, 0] and [log 2, log 2, 0]
+    expected = np.array([
+        [np.log(4), np.log(4) / 2, (np.log(4) / 2 + 0) / 2],
+        [np.log(2), np.log(2), (np.log(2) + np.log(2) / 2) / 2],
+    ])
+    assert np.allclose(running_bri(ranks), expected)
+    assert np.allclose(running_bri(ranks)[:, -1], bri_per_dialogue(ranks))

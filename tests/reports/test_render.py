@@ -75,7 +75,8 @@ def test_results_csv_is_long_format_matching_the_run_metrics(report):
     assert hits["value"].tolist() == pytest.approx(stored["Hits@10"])
     assert (hits["ci_low"] <= hits["value"] + 1e-9).all() and (hits["value"] <= hits["ci_high"] + 1e-9).all()
     bri = frame[(frame.system == "strong") & (frame.metric == "BRI")]
-    assert len(bri) == 1 and bri["round"].isna().all() and bri["value"].iloc[0] == pytest.approx(stored["BRI"])
+    assert bri["round"].tolist() == list(range(ROUNDS + 1))  # BRI of rounds 0..t; the last is the dialogue BRI
+    assert bri["value"].iloc[-1] == pytest.approx(stored["BRI"])
     assert frame[frame.metric == "MedR"]["ci_low"].isna().all()
     tests = pd.read_csv(out / "tests.csv")
     assert {"primary", "rank", "per-round"} == set(tests["family"])
@@ -85,7 +86,7 @@ def test_html_is_self_contained(report):
     page = (report.out / "report.html").read_text()
     references = re.findall(r"""(?:src|href)\s*=\s*["']([^"']*)["']""", page, flags=re.IGNORECASE)
     assert references and all(reference.startswith("data:") for reference in references)
-    assert page.count('src="data:image/png;base64,') == 7  # Hits@1, @5, @10, Recall@10, MRR, MedR, degradation
+    assert page.count('src="data:image/png;base64,') == 8  # Hits@1, @5, @10, Recall@10, MRR, BRI, MedR, degradation
     assert "<script" not in page.lower() and "@import" not in page and "url(" not in page
     assert "Why never Wilcoxon" in page
 

@@ -142,9 +142,15 @@ def test_harness_run_records_gate_and_degradation_metrics(checkpoint, synthetic,
     ], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    for name in ("GateMean", "GateCosineCorrelation", "Degradation", "RankDrop"):
+    quartiles = [f"GateByCosineQ{number}" for number in range(1, 5)]
+    for name in ("GateMean", "GateCosineCorrelation", "TextImageCosineMean", "Degradation", "RankDrop", *quartiles):
         assert len(metrics[name]) == ROUNDS + 1, name
     assert all(0 < gate < 1 for gate in metrics["GateMean"])
+    assert all(-1 <= cosine <= 1 for cosine in metrics["TextImageCosineMean"])
+    for round_ in range(ROUNDS + 1):  # 4 dialogues: one per cosine quarter, so the quarters average to GateMean
+        gates = [metrics[name][round_] for name in quartiles]
+        assert all(0 < gate < 1 for gate in gates)
+        assert sum(gates) / 4 == pytest.approx(metrics["GateMean"][round_])
     printed = {line.split()[0] for line in result.output.splitlines() if line.strip()}
     assert {"Hits@10", "Degradation", "RankDrop", "GateMean"} <= printed  # next to Hits@10 in the run's table
 
@@ -170,3 +176,32 @@ def test_end_to_end_training_saves_the_text_side_and_the_retriever_loads_it(synt
     assert tuned.identity()["weights"] != base.identity()["weights"]
     assert tuned.image_identity() == base.image_identity()  # the vision side (and image index) is shared
     assert not torch.equal(tuned.encode_texts(["a red circle"]), base.encode_texts(["a red circle"]))
+
+
+def test_end_to_end_training_interrupted_mid_epoch_resumes_bit_identical(synthetic, generated, tiny_blip, tmp_path,
+                                                                         monkeypatch):
+    from retrievers import adafuse_train
+
+    cache, straight_out, interrupted_out = tmp_path / "cache", tmp_path / "straight", tmp_path / "interrupted"
+    common = ("--mode", "end-to-end", "--epochs", "2")  # 9 training examples: 2 batches of 4 per epoch
+    straight = CliRunner().invoke(train, train_args(synthetic, generated[0], tiny_blip, straight_out, cache, *common),
+                                  catch_exceptions=False)
+    assert straight.exit_code == 0, straight.output
+
+    def interrupt_in_epoch_two(epochs: int, batches: int) -> None:
+        if (epochs, batches) == (1, 1):
+            raise KeyboardInterrupt  # Ctrl-C right after the mid-epoch last/ was written
+
+    real_train = adafuse_train.train_adafuse
+    monkeypatch.setattr(adafuse_train, "train_adafuse", lambda *args, **kwargs: real_train(
+        *args, **kwargs, on_checkpoint=interrupt_in_epoch_two))
+    args = train_args(synthetic, generated[0], tiny_blip, interrupted_out, cache, *common, "--checkpoint-every", "1")
+    assert CliRunner().invoke(train, args).exit_code != 0
+    state = torch.load(interrupted_out / "last" / "training_state.pt", weights_only=True)
+    assert (state["epoch"], state["batches_done"]) == (1, 1)
+    monkeypatch.setattr(adafuse_train, "train_adafuse", real_train)
+    resumed = CliRunner().invoke(train, args, catch_exceptions=False)
+    assert resumed.exit_code == 0, resumed.output
+    assert "after epoch 1 and 1 batches of epoch 2" in resumed.output
+    for name in ("model.safetensors", "text_encoder.safetensors"):
+        assert sha256_file(interrupted_out / "last" / name) == sha256_file(straight_out / "last" / name), name

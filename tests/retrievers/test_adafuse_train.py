@@ -1,5 +1,6 @@
 """ADaFuSE frozen-mode training on synthetic embeddings: it must beat the best static fusion weight, give noisy
-images less weight, and a killed run must resume to the same weights as an uninterrupted one."""
+images less weight, and a run killed after an epoch or mid-epoch must resume to the same weights as an
+uninterrupted one."""
 
 import os
 import signal
@@ -63,12 +64,13 @@ def test_frozen_training_beats_the_best_static_weight_and_gates_noisy_images(tmp
     held_out = split_by_dialogue(data.dialogue_ids, 0.3, seed=99)  # another seed than training's own split
     train, test = held_out.train, held_out.validation
 
-    weights = [step / 10 for step in range(11)]  # text weight w, image weight 1 - w
-    train_hits = {w: hits_at_10(pool_ranks(data, train, w * data.text[train] + (1 - w) * data.image[train]))
-                  for w in weights}
-    best_w = max(weights, key=lambda w: (train_hits[w], w))
+    # The static baseline is an oracle: the text weight w (image weight 1 - w) on a 0.05 grid that is best on the
+    # held-out split itself, so the learned fusion has to beat every static weight, not just a tuned one.
+    static_ranks = {w: pool_ranks(data, test, w * data.text[test] + (1 - w) * data.image[test])
+                    for w in (step / 20 for step in range(21))}
+    best_w = max(static_ranks, key=lambda w: (hits_at_10(static_ranks[w]), w))
+    static = static_ranks[best_w]
     text_only = pool_ranks(data, test, data.text[test])
-    static = pool_ranks(data, test, best_w * data.text[test] + (1 - best_w) * data.image[test])
 
     settings = TrainSettings(epochs=12, batch_size=128, lr_fusion=2e-3, warmup_epochs=1, validation_fraction=0.2,
                              hits_k=1, seed=0)
@@ -79,10 +81,10 @@ def test_frozen_training_beats_the_best_static_weight_and_gates_noisy_images(tmp
         fused = model(data.text[test], data.image[test])
     learned = pool_ranks(data, test, fused.query)
 
-    # Measured: text only 36.1, best static (w = 0.5) 56.6 Hits@10 with 39.3% degraded; learned 65.7 and 26.6%.
+    # Measured: text only 36.1, oracle static (w = 0.6) 59.3 Hits@10 with 35.3% degraded; learned 65.7 and 26.6%.
     assert 0.2 <= best_w <= 0.8 and hits_at_10(static) > hits_at_10(text_only) + 10
-    assert hits_at_10(learned) >= hits_at_10(static) + 5
-    assert degradation(learned, text_only) <= degradation(static, text_only) - 6
+    assert hits_at_10(learned) >= hits_at_10(static) + 4
+    assert degradation(learned, text_only) <= degradation(static, text_only) - 5
     gate_informative = float(fused.gate[informative[test]].mean())
     gate_noisy = float(fused.gate[~informative[test]].mean())
     assert gate_noisy > gate_informative + 0.3  # noisy images get the lower image weight (1 - gate)
@@ -95,31 +97,37 @@ sys.path.insert(0, {root!r})
 from tests.retrievers.test_adafuse_train import resume_settings, synthetic
 from retrievers.adafuse_train import train_adafuse
 
-def kill_after_two(epoch):
-    if epoch == 2:
+def kill_in_epoch_three(epochs, batches):
+    if epochs == 2 and (batches > 0) == {mid_epoch!r}:
         os.kill(os.getpid(), signal.SIGKILL)
 
 train_adafuse(resume_settings(), synthetic(dialogues=60)[0], None, {out!r}, progress=False,
-              on_epoch_end=kill_after_two)
+              checkpoint_every={every!r}, on_checkpoint=kill_in_epoch_three)
 """
 
 
 def resume_settings() -> TrainSettings:
+    # 6 batches per epoch: with checkpoint_every=4, last/ is also written 4 batches into epoch 3 (step 16).
     return TrainSettings(epochs=4, batch_size=16, lr_fusion=1e-3, warmup_epochs=1, validation_fraction=0.2, seed=5)
 
 
-def test_a_killed_run_resumes_from_last_and_ends_bit_identical(tmp_path, one_thread):
+@pytest.mark.parametrize(("every", "mid_epoch"), [(0, False), (4, True)], ids=["after-epoch-2", "mid-epoch-3"])
+def test_a_killed_run_resumes_from_last_and_ends_bit_identical(tmp_path, one_thread, every, mid_epoch):
     killed = tmp_path / "killed"
-    script = textwrap.dedent(KILLED_RUN).format(root=str(REPO_ROOT), out=str(killed))
+    script = textwrap.dedent(KILLED_RUN).format(root=str(REPO_ROOT), out=str(killed), every=every,
+                                                mid_epoch=mid_epoch)
     result = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True, text=True,
                             timeout=120, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
     assert result.returncode == -signal.SIGKILL, result.stderr
     stored = torch.load(killed / "last" / "training_state.pt", weights_only=True)
-    assert stored["epoch"] == 2
+    assert stored["epoch"] == 2 and stored["batches_done"] == (4 if mid_epoch else 0)
+    assert len(stored["epoch_losses"]) == stored["batches_done"]
 
     data = synthetic(dialogues=60)[0]
-    resumed = train_adafuse(resume_settings(), data, None, killed, progress=False)
-    assert resumed.resumed_from_epoch == 3 and resumed.epochs == 4
+    resumed = train_adafuse(resume_settings(), data, None, killed, progress=False, checkpoint_every=every)
+    assert resumed.resumed_from_epoch == 3 and resumed.resumed_at_batch == stored["batches_done"]
+    assert resumed.epochs == 4
+    # Uninterrupted and without mid-epoch checkpoints: writing them must not change the training either.
     straight = train_adafuse(resume_settings(), data, None, tmp_path / "straight", progress=False)
     assert straight.resumed_from_epoch is None
     for folder in ("last", "best"):

@@ -24,6 +24,9 @@ def test_resolve_source_rejects_unusable_paths(tmp_path: Path) -> None:
         resolve_source(str(tmp_path / "notes.txt"))
     with pytest.raises(HarnessError, match="no config.json"):
         resolve_source(str(tmp_path))
+    for missing in (str(tmp_path / "gone" / "x.ckpt"), "chatir_weights.ckpt", "./models/blip", "a/b/c"):
+        with pytest.raises(HarnessError, match="no such file or directory"):
+            resolve_source(missing)
 
 
 def test_unreachable_url_says_what_to_download(tmp_path: Path) -> None:

@@ -1,9 +1,10 @@
 """A real local HTTP server speaking enough of OpenAI's chat-completions protocol for the ``openai`` client, with
 scripted replies, a record of every request and injectable faults. For the OpenAI backend's tests.
 
-    with FakeOpenAIServer(latency=0.02) as server:
+    with FakeOpenAIServer(latency=0.02, models={"test-model"}) as server:   # other model names get a 404
         server.inject("bad prompt", Fault(status=400, message="invalid prompt"))
         server.inject("", Fault(status=429, headers={"Retry-After": "3"}))   # the next request, whatever its prompt
+        server.inject("", Fault(drop=True))                                  # the socket closes, no response
         generator = OpenAIChatGenerator("test-model", base_url=server.base_url)
         ...
         assert server.requests[0].headers["authorization"] == "Bearer ..."
@@ -18,7 +19,7 @@ import hashlib
 import json
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
@@ -32,13 +33,15 @@ def reply_for(text: str) -> str:
 @dataclass(frozen=True)
 class Fault:
     """What to do instead of a normal reply: an HTTP error ``status`` (with ``headers``), a reply after ``delay``
-    seconds (``status`` 200: a slow response), or a 200 whose content is null (``empty``)."""
+    seconds (``status`` 200: a slow response), a 200 whose content is null (``empty``), or closing the connection
+    without any response (``drop``)."""
 
     status: int = 200
     message: str = "injected fault"
     headers: Mapping[str, str] = field(default_factory=dict)
     delay: float = 0.0
     empty: bool = False
+    drop: bool = False
 
 
 @dataclass(frozen=True)
@@ -71,8 +74,9 @@ class RecordedRequest:
 class FakeOpenAIServer:
     """``POST /v1/chat/completions`` on 127.0.0.1 (a free port), served from a background thread."""
 
-    def __init__(self, latency: float = 0.0) -> None:
+    def __init__(self, latency: float = 0.0, models: Collection[str] | None = None) -> None:
         self.latency = latency  # every reply waits this long, so concurrent requests overlap
+        self.models = None if models is None else frozenset(models)  # None: any model name is served
         self.requests: list[RecordedRequest] = []
         self.max_in_flight = 0
         self._in_flight = 0
@@ -132,14 +136,21 @@ def _handler_for(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
             number, fault = server._admit(self.path, headers, body)
             try:
                 time.sleep(server.latency + (fault.delay if fault else 0.0))
+                model = body.get("model", "")
                 if self.path != "/v1/chat/completions":
                     self._send(404, {"error": {"message": f"no route {self.path}", "type": "invalid_request_error"}})
+                elif fault is not None and fault.drop:
+                    self.close_connection = True  # and nothing written: the client sees the socket close
+                elif server.models is not None and model not in server.models:
+                    # What OpenAI and vLLM answer for an unknown model name.
+                    self._send(404, {"error": {"message": f"The model `{model}` does not exist.",
+                                               "type": "invalid_request_error", "code": "model_not_found"}})
                 elif fault is not None and fault.status != 200:
                     self._send(fault.status, {"error": {"message": fault.message, "type": "injected"}}, fault.headers)
                 else:
                     text = RecordedRequest(number, self.path, headers, body).text
                     content = None if fault is not None and fault.empty else reply_for(text)
-                    self._send(200, _completion(number, body.get("model", ""), content))
+                    self._send(200, _completion(number, model, content))
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the client timed out and left; nothing to answer
             finally:

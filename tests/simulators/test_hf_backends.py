@@ -154,6 +154,26 @@ def test_sampling_is_seeded(tiny_flan_t5: Path, bot_context) -> None:
     assert any(generator.generate(PROMPTS, seeds) != first for seeds in other_seeds)
 
 
+def test_a_sampled_output_does_not_depend_on_its_batch(kind: str, model_dir: Path, bot_context) -> None:
+    # A resumed run, or another --batch-size, hands a prompt other neighbours: its sample must stay the same.
+    sampled = _make(kind, model_dir, max_new_tokens=6, temperature=1.0, batch_size=3)
+    sampled.load(bot_context)
+    alone = [_generate(sampled, [prompt], [seed])[0] for prompt, seed in zip(PROMPTS, SEEDS)]
+    assert _generate(sampled, PROMPTS, SEEDS) == alone
+    reordered = list(range(len(PROMPTS)))[::-1]
+    assert _generate(sampled, [PROMPTS[i] for i in reordered], [SEEDS[i] for i in reordered]) == alone[::-1]
+    sampled.batch_size = len(PROMPTS)
+    assert _generate(sampled, PROMPTS, SEEDS) == alone
+    greedy = _make(kind, model_dir, max_new_tokens=6)
+    greedy.load(bot_context)
+    assert _generate(greedy, PROMPTS, SEEDS) != alone  # it did sample
+
+
+def test_sampling_with_beams_is_refused() -> None:
+    with pytest.raises(ConfigError, match="num_beams=1"):
+        Seq2SeqGenerator("google/flan-t5-xl", temperature=0.5, num_beams=2)
+
+
 def test_load_once_per_device(tiny_flan_t5: Path, bot_context, monkeypatch: pytest.MonkeyPatch) -> None:
     generator = Seq2SeqGenerator(str(tiny_flan_t5))
     calls = []

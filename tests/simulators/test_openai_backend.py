@@ -1,5 +1,6 @@
 """The OpenAI-compatible generators against a real local HTTP server: request shape, order, bounded concurrency,
-retries and backoff, fail-fast authentication errors, per-item failures, and a key that never leaks."""
+retries and backoff (5xx, 408, 409, 429, timeouts, dropped connections), fail-fast authentication and rejected
+requests, per-item failures, and a key that never leaks."""
 
 from __future__ import annotations
 
@@ -136,12 +137,35 @@ def test_authentication_failure_stops_the_batch_at_once(server, sleeps, tmp_path
     assert sleeps == []
 
 
+def test_a_conflict_and_a_dropped_connection_are_retried(server, sleeps, tmp_path):
+    server.inject("prompt 1", Fault(status=409, message="conflict"), Fault(drop=True))
+    generator = chat(server, sleeps, tmp_path)
+    assert generator.generate(prompts(2), seeds=[0, 1]) == [reply_for("prompt 0"), reply_for("prompt 1")]
+    assert len(server.requests_for("prompt 1")) == 3
+    assert len(sleeps) == 2
+
+
 @pytest.mark.parametrize("status", [400, 404, 422])
-def test_a_rejected_prompt_fails_alone_without_retry(server, sleeps, tmp_path, status):
-    server.inject("prompt 1", Fault(status=status, message="invalid   prompt\nfield"))
+def test_a_rejected_request_stops_the_batch_with_the_reason(server, sleeps, tmp_path, status):
+    # A wrong model name (404) or an option the server refuses (400, 422) fails every request alike.
+    server.inject("", Fault(status=status, message="The model   `test-model`\ndoes not exist"))
+    generator = chat(server, sleeps, tmp_path, concurrency=1)
+    with pytest.raises(HarnessError) as raised:
+        generator.generate(prompts(3), seeds=[0, 1, 2])
+    assert str(raised.value) == (
+        f"{server.base_url} rejected a request for model 'test-model' (HTTP {status}: The model `test-model` does "
+        "not exist); check the model name, the base URL and the request parameters (temperature 0, max_tokens 32, "
+        "seed)"
+    )
+    assert len(server.requests) == 1  # no retry, and the queued prompts were never sent
+    assert sleeps == []
+
+
+def test_other_client_errors_fail_that_item_only(server, sleeps, tmp_path):
+    server.inject("prompt 1", Fault(status=413, message="image   too\nlarge"))
     generator = chat(server, sleeps, tmp_path)
     outputs = generator.generate(prompts(3), seeds=[0, 1, 2])
-    assert outputs == [reply_for("prompt 0"), TurnFailure(f"HTTP {status}: invalid prompt field"), reply_for("prompt 2")]
+    assert outputs == [reply_for("prompt 0"), TurnFailure("HTTP 413: image too large"), reply_for("prompt 2")]
     assert len(server.requests_for("prompt 1")) == 1
     assert sleeps == []
 
@@ -154,11 +178,14 @@ def test_empty_content_is_a_failure(server, sleeps, tmp_path):
 def test_the_key_never_leaks(server, sleeps, tmp_path, caplog):
     caplog.set_level(logging.DEBUG)
     server.inject("prompt 0", Fault(status=429, message=f"rate limited for key {KEY}"))
-    server.inject("prompt 1", Fault(status=400, message=f"bad request with key {KEY}"))
+    server.inject("prompt 1", Fault(status=413, message=f"too large for key {KEY}"))
     generator = chat(server, sleeps, tmp_path)
     outputs = generator.generate(prompts(2), seeds=[0, 1])
     assert outputs[0] == reply_for("prompt 0")
-    assert outputs[1] == TurnFailure("HTTP 400: bad request with key <redacted>")
+    assert outputs[1] == TurnFailure("HTTP 413: too large for key <redacted>")
+    server.inject("", Fault(status=400, message=f"bad request with key {KEY}"))
+    with pytest.raises(HarnessError, match="bad request with key <redacted>") as rejected:
+        generator.generate(prompts(1), seeds=[0])
     server.inject("", Fault(status=401, message=f"Incorrect API key provided: {KEY}"))
     with pytest.raises(HarnessError) as raised:
         generator.generate(prompts(1), seeds=[0])
@@ -166,7 +193,7 @@ def test_the_key_never_leaks(server, sleeps, tmp_path, caplog):
     assert all(request.headers["authorization"] == f"Bearer {KEY}" for request in server.requests)  # it is sent
     assert KEY not in json.dumps(generator.identity())
     assert KEY not in repr(generator)
-    assert KEY not in str(raised.value)
+    assert KEY not in str(raised.value) and KEY not in str(rejected.value)
     assert raised.value.__cause__ is None and raised.value.__suppress_context__
     assert any("retry 1 of 6" in record.getMessage() for record in caplog.records)
     assert all(KEY not in record.getMessage() for record in caplog.records)
