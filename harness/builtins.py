@@ -47,5 +47,10 @@ BUILTINS: dict[str, dict[str, str]] = {
         "tiny-sd3": "retrievers.tiny_diffusion:write_tiny_sd3",
         "tiny-sd21": "retrievers.tiny_diffusion:write_tiny_sd21",
         "tiny-sdxl": "retrievers.tiny_diffusion:write_tiny_sdxl",
+        # Full-size architectures with random weights (GPU benchmarks without downloads; gigabytes each).
+        "random-blip-base": "retrievers.cli:write_random_blip_base",
+        "random-flan-t5-xl": "simulators.full_size:write_random_flan_t5_xl",
+        "random-blip2-flan-t5-xl": "simulators.full_size:write_random_blip2_flan_t5_xl",
+        "random-sd3-medium": "retrievers.dar_bench:write_random_sd3_medium",
     },
 }

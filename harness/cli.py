@@ -128,7 +128,7 @@ def _text(path: Path | None) -> str | None:
 @click.option("--dar-queries", type=click.Path(path_type=Path, dir_okay=False, exists=True), help="DAR: reformulated-dialogue file supplying the captions.")
 @click.option("--dar-images", type=click.Path(path_type=Path, file_okay=False, exists=True), help="DAR: folder of pre-generated {dialogue_index}_{round}.jpg images.")
 @click.option("--fusion-checkpoint", type=click.Path(path_type=Path, exists=True), help="ADaFuSE: `harness train adafuse` output folder (or its best/); the --dar-* options apply too.")
-@click.option("--benchmark", help="Known benchmark name (visdial-val, chatgpt-blip2, human-blip2, flan-blip2) or a ChatIR-format dialogue file.")
+@click.option("--benchmark", help="Known benchmark name (visdial-val, chatgpt-blip2, human-blip2, flan-blip2), all (the four, each into OUT/<name>), or a ChatIR-format dialogue file.")
 @click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False), help="Folder in the upstream ChatIR layout (dialogues/, ChatIR_Protocol/).")
 @click.option("--search-space", type=click.Path(path_type=Path, dir_okay=False), help="Search-space JSON list (needed with a dialogue FILE; overrides the known one).")
 @click.option("--image-root", type=click.Path(path_type=Path, file_okay=False), help="Folder the image paths are relative to (e.g. the COCO root holding unlabeled2017/).")
@@ -168,8 +168,6 @@ def run_command(
 ) -> None:
     """Evaluate a retriever on a benchmark and print accumulated Hits@k. Without bots the benchmark's recorded
     dialogues are replayed; with --questioner and --answerer every round is generated live."""
-    from harness.runner import run_evaluation
-    from harness.tables import format_round_table
 
     file_values = read_config_file(config_file) if config_file else {}
     flag_values = {key: value for key, value in flags.items() if value not in (None, ())}
@@ -204,6 +202,27 @@ def run_command(
     spec, overridden = build_spec(file_values, flag_values)
     if overridden:
         log.info("flags override config-file settings: %s", ", ".join(overridden))
+    for each in _per_benchmark(spec):
+        _run_one(each)
+
+
+def _per_benchmark(spec: Any) -> list[Any]:
+    """``--benchmark all``: the four known benchmarks, each into its own ``OUT/<name>`` run directory."""
+    from dataclasses import replace
+
+    from benchmarks.known import KNOWN_BENCHMARKS
+
+    if spec.benchmark != "all":
+        return [spec]
+    if spec.search_space is not None:
+        raise click.UsageError("--search-space applies to a dialogue file, not to --benchmark all")
+    return [replace(spec, benchmark=name, out=spec.out / name) for name in KNOWN_BENCHMARKS]
+
+
+def _run_one(spec: Any) -> None:
+    from harness.runner import run_evaluation
+    from harness.tables import format_round_table
+
     try:
         result = run_evaluation(spec)
     except KeyboardInterrupt:

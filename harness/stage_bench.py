@@ -2,6 +2,8 @@
 wall time of the configured full evaluation, with and without cache hits.
 
     harness bench stages --tiny                                            # tiny random models, CPU, ~1 minute
+    harness bench stages --random-full-size --retriever dar --questioner flan --answerer blip2 --device cuda \
+                         --peak-tflops 989 --work-dir /scratch/bench   # full-size random weights, no download
     harness bench stages --retriever dar --dar-base chatir --retriever-model chatir_weights.ckpt \\
                          --questioner flan --answerer blip2 --device cuda --workers 8
 
@@ -20,8 +22,8 @@ The projection multiplies these by the work of the full evaluation: ``--benchmar
 dialogue-rounds of the four benchmarks are distinct) x K images. Three columns: every request computed (no cache
 hits), duplicates served by the shared caches (a first run), and a warm cache (the same run again, or after a crash:
 no LLM call, no image drawn or embedded; a DAR run over another base encoder re-embeds the generated images, the
-"encoder generated" row of the first run). ``--workers N`` divides by N (ideal scaling over N GPUs/Ray workers) all but the search-space index, which the
-driver builds alone.
+"encoder generated" row of the first run). ``--workers N`` divides by N (ideal scaling over N GPUs/Ray workers)
+all but the search-space index, which the driver builds alone.
 Models are loaded before timing; their load time is printed apart. The figures of tiny random models check the
 plumbing: they say nothing of a real GPU's speed.
 """
@@ -304,6 +306,32 @@ def tiny_components(work: Path, retriever: str, questioner: str | None, answerer
     return {"retriever": retriever_args, "questioner": questioner_args, "answerer": answerer_args}
 
 
+def full_size_components(work: Path, retriever: str, questioner: str | None, answerer: str | None,
+                         device: str) -> dict[str, dict]:
+    """Arguments pointing the configured components at the published architectures with random weights, written
+    under ``work`` once (BLIP base, Flan-T5-XL, BLIP-2 FLAN-T5-XL, SD3-Medium at its 1024 px / 28 steps): the same
+    cost as the real models, without a download."""
+    def fixture(name: str) -> str:
+        target = work / "models" / name
+        if not (target / "config.json").is_file() and not (target / "model_index.json").is_file():
+            click.echo(f"writing {name} (full size, random weights) to {target} ...")
+            REGISTRY.resolve("fixture", name)(target, device)
+        return str(target)
+
+    retriever_args: dict[str, Any] = {}
+    if retriever in ("zs", "cocoft", "chatir", "dar"):
+        retriever_args["model"] = fixture("random-blip-base")
+    elif retriever != "adafuse" and retriever not in ("oracle", "random"):
+        raise click.UsageError(f"--random-full-size has no full-size model for --retriever {retriever}; "
+                               "give --retriever-model")
+    if retriever == "dar":
+        retriever_args.update({"llm": "hf-seq2seq", "llm_args": {"model": fixture("random-flan-t5-xl")},
+                               "diffusion_model": fixture("random-sd3-medium")})
+    questioner_args = {"model": fixture("random-flan-t5-xl")} if questioner == "flan" else {}
+    answerer_args = {"model": fixture("random-blip2-flan-t5-xl")} if answerer == "blip2" else {}
+    return {"retriever": retriever_args, "questioner": questioner_args, "answerer": answerer_args}
+
+
 def _format_seconds(seconds: float) -> str:
     if seconds < 120:
         return f"{seconds:8.1f} s"
@@ -327,6 +355,9 @@ def _format_seconds(seconds: float) -> str:
 @click.option("--answerer-model", help="Answerer model source.")
 @click.option("--answerer-arg", multiple=True, metavar="KEY=VALUE")
 @click.option("--tiny", is_flag=True, help="Tiny random-weight fixtures in place of every model (a CPU plumbing check).")
+@click.option("--random-full-size", is_flag=True,
+              help="The published architectures at full size with random weights in place of every model (GPU "
+                   "figures without downloads; writes ~20 GB under --work-dir once).")
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
 @click.option("--samples", default=16, show_default=True, type=click.IntRange(1, 200), help="Dialogues per timed stage.")
 @click.option("--sample-round", default=3, show_default=True, type=click.IntRange(0, 10), help="Round of the timed states.")
@@ -348,19 +379,25 @@ def _format_seconds(seconds: float) -> str:
 def stages(retriever: str, retriever_model: str | None, retriever_arg: tuple[str, ...], dar_base: str | None,
            dar_variant: str | None, questioner: str | None, questioner_model: str | None,
            questioner_arg: tuple[str, ...], answerer: str | None, answerer_model: str | None,
-           answerer_arg: tuple[str, ...], tiny: bool, device: str, samples: int, sample_round: int, batch_size: int,
+           answerer_arg: tuple[str, ...], tiny: bool, random_full_size: bool, device: str, samples: int, sample_round: int, batch_size: int,
            benchmarks: tuple[str, ...], dialogues: int, rounds: int, search_space: int, distinct_fraction: float,
            workers: int, peak_tflops: float | None, image_tflop: float, work_dir: Path | None) -> None:
     """Time every stage of the configured evaluation on this machine and project the full evaluation's wall time."""
     if (questioner is None) != (answerer is None):
         raise click.UsageError("give both --questioner and --answerer (a live run), or neither (replay)")
+    if tiny and random_full_size:
+        raise click.UsageError("--tiny and --random-full-size exclude each other")
     names = FULL_BENCHMARKS if "all" in benchmarks else benchmarks
     device = resolve_device(device)
     with tempfile.TemporaryDirectory(prefix="harness-bench-") as temporary:
         work = Path(work_dir) if work_dir is not None else Path(temporary)
         work.mkdir(parents=True, exist_ok=True)
-        arguments = tiny_components(work, retriever, questioner, answerer) if tiny else {
-            "retriever": {}, "questioner": {}, "answerer": {}}
+        if tiny:
+            arguments = tiny_components(work, retriever, questioner, answerer)
+        elif random_full_size:
+            arguments = full_size_components(work, retriever, questioner, answerer, device)
+        else:
+            arguments = {"retriever": {}, "questioner": {}, "answerer": {}}
         for role, model, extra in (("retriever", retriever_model, retriever_arg),
                                    ("questioner", questioner_model, questioner_arg),
                                    ("answerer", answerer_model, answerer_arg)):

@@ -15,7 +15,7 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -137,7 +137,7 @@ def encoder(
 
 def _benchmark_encoder(model: str | None, device: str, dtype: str, text_tokens: int, cache_dir: Path) -> DualEncoder:
     """The encoder to time: ``model`` loaded as a retriever would, or BLIP base with random weights."""
-    from transformers import BlipConfig, BlipForImageTextRetrieval
+    from transformers import BlipForImageTextRetrieval
 
     from retrievers.encoders import BlipDualEncoder
     from retrievers.loading import EncoderSettings, load_encoder
@@ -147,14 +147,34 @@ def _benchmark_encoder(model: str | None, device: str, dtype: str, text_tokens: 
     if model is not None:
         settings = EncoderSettings("blip", model, BLIP_224, text_tokens, dtype=dtype)
         return load_encoder(settings, device, cache_dir)
-    config = BlipConfig(
-        vision_config=BLIP_BASE_VISION, text_config=BLIP_BASE_TEXT, image_text_hidden_size=BLIP_BASE_PROJECTION
-    )
     # The in-code word-piece vocabulary tokenises like BERT's (its ids all fit BLIP's 30,524-row embedding), so
     # the timing includes real tokenisation without needing the hub.
     return BlipDualEncoder(
-        BlipForImageTextRetrieval(config), build_bert_tokenizer(), BLIP_224, text_tokens, dtype, device
+        BlipForImageTextRetrieval(blip_base_config()), build_bert_tokenizer(), BLIP_224, text_tokens, dtype, device
     )
+
+
+def blip_base_config() -> Any:
+    from transformers import BlipConfig
+
+    return BlipConfig(
+        vision_config=BLIP_BASE_VISION, text_config=BLIP_BASE_TEXT, image_text_hidden_size=BLIP_BASE_PROJECTION
+    )
+
+
+def write_random_blip_base(directory: Path, device: str = "cpu") -> Path:
+    """BLIP base (ViT-B/16, BERT base, 256-d projections) with random weights and the in-code tokenizer, saved as a
+    transformers directory that any BLIP preset loads (``harness bench stages --random-full-size``)."""
+    import torch
+    from transformers import BlipForImageTextRetrieval
+
+    from retrievers.tiny import build_bert_tokenizer
+
+    with torch.device(device if device.startswith("cuda") else "cpu"):
+        model = BlipForImageTextRetrieval(blip_base_config())
+    model.save_pretrained(directory)
+    build_bert_tokenizer().save_pretrained(directory)
+    return Path(directory)
 
 
 def _dialogue_texts(count: int, tokens: int) -> list[str]:

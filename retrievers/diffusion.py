@@ -379,8 +379,8 @@ class DiffusionGenerator:
 
 def pipeline_fingerprint(directory: Path) -> str:
     """A content fingerprint of what ``from_pretrained(directory)`` loads: ``model_index.json`` and every file of
-    the components it names (configs and tokenizer files whole, weights by ``files_fingerprint``'s sampling), with
-    variant weights and a ``.bin`` shadowed by a ``.safetensors`` left out."""
+    the components it names (configs and tokenizer files whole, weights by ``files_fingerprint``: full content,
+    memoised per file), with variant weights and a ``.bin`` shadowed by a ``.safetensors`` left out."""
     directory = Path(directory)
     index = json.loads((directory / "model_index.json").read_text(encoding="utf-8"))
     files = [directory / "model_index.json"]

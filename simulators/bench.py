@@ -3,6 +3,8 @@
     harness bench live                                      # tiny random Flan-T5 + tiny BLIP-2, 64 dialogues x 3 rounds
     harness bench live --dialogues 256 --batch-size 64 --rounds 5
     harness bench live --questioner-model DIR --answerer-model DIR2 --device cuda --dtype bfloat16
+    harness bench live --questioner-model random:flan-t5-xl --answerer-model random:blip2-flan-t5-xl \
+                       --device cuda --dtype bf16 --dialogues 32 --rounds 2 --work-dir /tmp/bench-live
     harness bench live --threads 2                          # the tiny models default to one CPU thread
 
 Each round asks every running dialogue's next question in one batched call, then answers them all looking at the
@@ -11,7 +13,11 @@ bots' response caches are switched off (a live run would reuse an answer when a 
 random tiny models do often) and every dialogue's caption is made unique, so every turn is a model call in both
 runs: the figures measure generation, not cache hits. The synthetic benchmark's PNG images (fixture
 ``synthetic-benchmark``) are the targets. Greedy decoding makes both runs produce the same dialogues; the command
-reports how many agree (a difference can only come from padding numerics).
+reports how many agree (a difference can only come from padding numerics). Rates are dialogues/s and rounds/s
+(dialogue-rounds, one question and its answer, per second).
+
+``random:flan-t5-xl`` and ``random:blip2-flan-t5-xl`` are the published full-size architectures with random weights
+(``simulators.full_size``), written once into ``--work-dir`` (a temporary folder by default) and reused from there.
 """
 
 from __future__ import annotations
@@ -32,10 +38,14 @@ from harness.registry import REGISTRY
 from harness.response_cache import ResponseCache
 from harness.types import Benchmark, Dialogue, DialogueState
 from simulators.bots import LLMQuestioner, VisionAnswerer
+from simulators.full_size import RANDOM_BLIP2_FLAN_T5_XL, RANDOM_FLAN_T5_XL, write_random_model
 from simulators.hf_bots import build_blip2_answerer, build_flan_questioner
 from simulators.tiny import write_tiny_blip2, write_tiny_flan_t5
 
 MAX_SYNTHETIC_IMAGES = 240  # distinct images the synthetic fixture can draw; more dialogues reuse targets
+RANDOM_PREFIX = "random:"
+# The preprocessor is saved after the weights, so its files mark a random model written to the end.
+COMPLETE_MARKER = "tokenizer_config.json"
 
 
 class NoReuseCache(ResponseCache):
@@ -62,6 +72,12 @@ class LoopTiming:
     @property
     def dialogues_per_second(self) -> float:
         return len(self.dialogues) / self.seconds if self.seconds > 0 else float("inf")
+
+    @property
+    def rounds_per_second(self) -> float:
+        """Dialogue-rounds (one question and its answer) per second; each dialogue holds its caption and rounds."""
+        rounds = sum(len(turns) - 1 for turns in self.dialogues)
+        return rounds / self.seconds if self.seconds > 0 else float("inf")
 
 
 def bench_benchmark(directory: Path, dialogues: int) -> Benchmark:
@@ -115,10 +131,12 @@ def run_loop(
 @click.option("--dialogues", default=64, show_default=True, help="Dialogues in the synthetic benchmark.")
 @click.option("--batch-size", default=32, show_default=True, help="Generator sub-batch size of the batched run.")
 @click.option("--rounds", default=3, show_default=True, help="Question-answer rounds per dialogue.")
-@click.option("--questioner-model", help="Seq2seq model folder or hub id (default: a tiny random Flan-T5).")
-@click.option("--answerer-model", help="BLIP-2 model folder or hub id (default: a tiny random BLIP-2 over T5).")
+@click.option("--questioner-model", help=f"Seq2seq model folder, hub id or {RANDOM_FLAN_T5_XL} (default: a tiny random Flan-T5).")
+@click.option("--answerer-model", help=f"BLIP-2 model folder, hub id or {RANDOM_BLIP2_FLAN_T5_XL} (default: a tiny random BLIP-2 over T5).")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
-@click.option("--dtype", default="auto", show_default=True, help="auto, float32, float16 or bfloat16.")
+@click.option("--dtype", default="auto", show_default=True, help="auto, float32, float16 or bfloat16 (bf16, fp16, fp32).")
+@click.option("--work-dir", type=click.Path(path_type=Path, file_okay=False),
+              help="Where random: models are written once and reused (default: a temporary folder).")
 @click.option("--seed", default=0, show_default=True, help="Seed of the tiny models and of the run.")
 @click.option("--threads", type=int, help="torch CPU threads (default: 1 for tiny models on the CPU, else torch's).")
 def live(
@@ -131,27 +149,35 @@ def live(
     dtype: str,
     seed: int,
     threads: int | None,
+    work_dir: Path | None,
 ) -> None:
-    """Time the live question-answer loop batched and one dialogue at a time; print dialogues/s and the speed-up."""
+    """Time the live question-answer loop batched and one dialogue at a time; print dialogues/s, rounds/s and the
+    speed-up."""
     if dialogues < 1 or rounds < 1 or batch_size < 1:
         raise click.BadParameter("--dialogues, --rounds and --batch-size must be at least 1")
+    for option, given, known in (("--questioner-model", questioner_model, RANDOM_FLAN_T5_XL),
+                                 ("--answerer-model", answerer_model, RANDOM_BLIP2_FLAN_T5_XL)):
+        if given is not None and given.startswith(RANDOM_PREFIX) and given != known:
+            raise click.BadParameter(f"{given!r}: the random model of {option} is {known}")
     device = resolve_device(device)
     if threads is None and device == "cpu" and not (questioner_model or answerer_model):
         threads = 1  # the tiny models' products are too small for intra-op threads to help; extra threads only
         # wait on each other, and on a machine other jobs share they slow both runs several-fold
-    names = (
-        questioner_model or f"tiny random Flan-T5 (seed {seed})",
-        answerer_model or f"tiny random BLIP-2 (seed {seed})",
-    )
+    names = [
+        f"{given} (the published architecture, random weights)" if given and given.startswith(RANDOM_PREFIX)
+        else given or f"tiny random {tiny} (seed {seed})"
+        for given, tiny in ((questioner_model, "Flan-T5"), (answerer_model, "BLIP-2"))
+    ]
     with _quiet_loading(threads):
-        result = measure_live(dialogues, batch_size, rounds, questioner_model, answerer_model, device, dtype, seed)
+        result = measure_live(dialogues, batch_size, rounds, questioner_model, answerer_model, device, dtype, seed,
+                              work_dir)
 
     click.echo(f"device {device}, torch threads {threads or torch.get_num_threads()}: {dialogues} dialogues x "
                f"{rounds} rounds, batch size {batch_size}")
     click.echo(f"questioner {names[0]}\nanswerer   {names[1]}")
     for label, timing in (("batched", result.batched), ("one at a time", result.single)):
         click.echo(f"{label:>14}: {timing.seconds:8.2f} s  {timing.dialogues_per_second:8.2f} dialogues/s  "
-                   f"({timing.questioner_calls} questions + {timing.answerer_calls} answers generated, "
+                   f"{timing.rounds_per_second:8.2f} rounds/s  ({timing.questioner_calls} questions + {timing.answerer_calls} answers generated, "
                    f"{timing.cache_hits} cache hits)")
     click.echo(f"speed-up from batching: {result.speed_up:.1f}x")
     same = sum(a == b for a, b in zip(result.batched.dialogues, result.single.dialogues))
@@ -179,12 +205,17 @@ def measure_live(
     device: str = "cpu",
     dtype: str = "auto",
     seed: int = 0,
+    work_dir: Path | None = None,
 ) -> LiveBench:
-    """The measurement behind ``harness bench live`` (tiny seeded models unless model folders or ids are given)."""
+    """The measurement behind ``harness bench live`` (tiny seeded models unless model folders, hub ids or
+    ``random:`` names are given; those are written into ``work_dir``, else a temporary folder)."""
     with tempfile.TemporaryDirectory(prefix="harness-bench-live-") as temporary:
         root = Path(temporary)
+        models = Path(work_dir) if work_dir is not None else root
         questioner_model = questioner_model or str(write_tiny_flan_t5(root / "tiny-flan-t5", seed=seed))
         answerer_model = answerer_model or str(write_tiny_blip2(root / "tiny-blip2", seed=seed))
+        questioner_model, answerer_model = (_random_model(name, models, device)
+                                            for name in (questioner_model, answerer_model))
         benchmark = bench_benchmark(root / "benchmark", dialogues)
         timings = []
         for group_size in (dialogues, 1):
@@ -198,6 +229,17 @@ def measure_live(
             _warm_up(questioner, answerer, benchmark)
             timings.append(run_loop(questioner, answerer, benchmark, rounds, group_size))
     return LiveBench(*timings)
+
+
+def _random_model(name: str, models: Path, device: str) -> str:
+    """The folder of a ``random:`` model (written on first use), or ``name`` itself for any other source."""
+    if not name.startswith(RANDOM_PREFIX):
+        return name
+    target = models / name.removeprefix(RANDOM_PREFIX)
+    if not (target / COMPLETE_MARKER).is_file():
+        click.echo(f"writing {name} (the published architecture, random weights) to {target} ...")
+        write_random_model(name, target, device)
+    return str(target)
 
 
 @contextlib.contextmanager

@@ -90,3 +90,18 @@ def test_changed_file_warns_and_loads(chatir_dir: Path, tmp_path: Path) -> None:
         benchmark = load_chatgpt_blip2(tmp_path)
     assert len(benchmark) == 2064
     assert not benchmark.files["dialogues"].endswith(KNOWN_BENCHMARKS["chatgpt-blip2"].dialogues.sha256)
+
+
+def test_benchmark_all_runs_the_four_into_their_own_directories(chatir_dir: Path, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from harness.cli import main
+
+    command = ["run", "--retriever", "oracle", "--benchmark", "all", "--data-dir", str(chatir_dir), "--limit", "3",
+               "--out", str(tmp_path / "runs"), "--quiet", "--device", "cpu"]
+    result = CliRunner().invoke(main, command, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert sorted(path.name for path in (tmp_path / "runs").iterdir()) == sorted(KNOWN_BENCHMARKS)
+    for name in KNOWN_BENCHMARKS:
+        assert f"oracle on {name}: 3 dialogues" in result.output
+        assert len((tmp_path / "runs" / name / "ranks.jsonl").read_text().splitlines()) == 3

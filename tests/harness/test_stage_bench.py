@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -76,3 +77,34 @@ def test_dar_stage_bench_times_reformulation_and_generation_and_prints_the_bound
     for stage in ("reformulation R1", "generation", "encoder generated"):
         assert stage in result.output
     assert "lower bound:" in result.output and "TFLOP" in result.output
+
+
+def test_random_full_size_points_every_component_at_the_published_architectures(tmp_path, monkeypatch):
+    from harness.registry import REGISTRY
+    from harness.stage_bench import full_size_components
+
+    written = []
+
+    def fake_writer(name):
+        def write(directory, device):  # the real writers take minutes and gigabytes: record the call instead
+            written.append((name, device))
+            directory.mkdir(parents=True)
+            (directory / "config.json").write_text("{}")
+        return write
+
+    for name in ("random-blip-base", "random-flan-t5-xl", "random-blip2-flan-t5-xl", "random-sd3-medium"):
+        monkeypatch.setitem(REGISTRY._kind("fixture"), name, fake_writer(name))
+    arguments = full_size_components(tmp_path, "dar", "flan", "blip2", "cuda")
+    models = tmp_path / "models"
+    assert arguments["retriever"] == {
+        "model": str(models / "random-blip-base"), "llm": "hf-seq2seq",
+        "llm_args": {"model": str(models / "random-flan-t5-xl")}, "diffusion_model": str(models / "random-sd3-medium"),
+    }
+    assert arguments["questioner"] == {"model": str(models / "random-flan-t5-xl")}
+    assert arguments["answerer"] == {"model": str(models / "random-blip2-flan-t5-xl")}
+    assert sorted(written) == sorted((name, "cuda") for name in (
+        "random-blip-base", "random-flan-t5-xl", "random-sd3-medium", "random-blip2-flan-t5-xl"))
+    full_size_components(tmp_path, "dar", "flan", "blip2", "cuda")
+    assert len(written) == 4  # written once, reused by later benches
+    with pytest.raises(click.UsageError, match="no full-size model for --retriever clip"):
+        full_size_components(tmp_path, "clip", None, None, "cuda")

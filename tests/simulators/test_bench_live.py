@@ -1,14 +1,18 @@
-"""``harness bench live`` on the tiny models: it runs, reports both rates, and both runs make every model call."""
+"""``harness bench live`` on the tiny models: it runs, reports dialogues/s and rounds/s for both runs, and both runs
+make every model call; the ``random:`` full-size sources have the published sizes (counted on the meta device) and
+are written, loaded and reused through the same path (checked at a shrunken width)."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
+import pytest
 import torch
 from click.testing import CliRunner
 
 from harness.cli import main
+from simulators import full_size
 from simulators.bench import NoReuseCache, bench_benchmark, run_loop
 from simulators.hf_bots import build_blip2_answerer, build_flan_questioner
 
@@ -19,8 +23,10 @@ def test_bench_live_command() -> None:
     assert result.exit_code == 0, result.output
     assert torch.get_num_threads() == threads  # the command's one-thread setting does not leak
     assert "torch threads 1:" in result.output
-    rates = re.findall(r"([\d.]+) dialogues/s", result.output)
-    assert len(rates) == 2 and all(float(rate) > 0 for rate in rates)
+    rates = [float(rate) for rate in re.findall(r"([\d.]+) dialogues/s", result.output)]
+    round_rates = [float(rate) for rate in re.findall(r"([\d.]+) rounds/s", result.output)]
+    assert len(rates) == len(round_rates) == 2 and all(rate > 0 for rate in rates)
+    assert round_rates == pytest.approx([2 * rate for rate in rates], rel=0.01, abs=0.01)  # 2 rounds a dialogue
     assert result.output.count("8 questions + 8 answers generated, 0 cache hits") == 2
     assert re.search(r"speed-up from batching: [\d.]+x", result.output)
     assert "identical dialogues batched vs one at a time: 4/4" in result.output  # greedy: batching changes nothing
@@ -62,3 +68,49 @@ def test_no_reuse_cache_generates_every_time(tmp_path: Path) -> None:
     assert cache.get_or_compute(["a"], compute) == ["out 0"]
     assert calls == [[0, 1], [0]] and cache.hits == 0 and cache.misses == 3
     assert not any(tmp_path.rglob("*.json"))
+
+
+def _checkpoint_parameters(model: torch.nn.Module) -> int:
+    """Parameters as the published checkpoint stores them: T5's embedding once (encoder and decoder alias it) and
+    the output projection apart (this transformers release ties it to the embedding in memory)."""
+    return sum(parameter.numel() for name, parameter in model.named_parameters(remove_duplicate=False)
+               if not name.endswith("embed_tokens.weight"))
+
+
+def test_random_full_size_architectures_have_the_published_sizes() -> None:
+    from transformers import Blip2ForConditionalGeneration, T5ForConditionalGeneration
+
+    with torch.device("meta"):  # shapes only: no memory is allocated
+        flan = T5ForConditionalGeneration(full_size.flan_t5_xl_config())
+        blip2 = Blip2ForConditionalGeneration(full_size.blip2_flan_t5_xl_config())
+    assert 2.84e9 < _checkpoint_parameters(flan) < 2.86e9  # Flan-T5-XL: 2.85B
+    assert 3.93e9 < _checkpoint_parameters(blip2) < 3.95e9  # BLIP-2 FLAN-T5-XL: 3.94B
+    assert blip2.config.num_query_tokens == 32 and blip2.config.image_token_index == full_size.TOKENIZER_SIZE
+
+
+def test_bench_live_writes_loads_and_reuses_random_models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The published layout at a tiny width, so that the write -> from_pretrained -> generate path runs in seconds.
+    small = {"d_model": 32, "d_kv": 8, "d_ff": 64, "num_layers": 2, "num_decoder_layers": 2, "num_heads": 4}
+    monkeypatch.setattr(full_size, "FLAN_T5_XL", {**full_size.FLAN_T5_XL, **small})
+    monkeypatch.setattr(full_size, "BLIP2_VISION", {**full_size.BLIP2_VISION, "hidden_size": 32,
+                                                    "intermediate_size": 64, "num_hidden_layers": 2,
+                                                    "num_attention_heads": 4})
+    monkeypatch.setattr(full_size, "BLIP2_QFORMER", {**full_size.BLIP2_QFORMER, "hidden_size": 32,
+                                                     "intermediate_size": 64, "num_hidden_layers": 2,
+                                                     "num_attention_heads": 4, "encoder_hidden_size": 32})
+    args = ["bench", "live", "--questioner-model", full_size.RANDOM_FLAN_T5_XL, "--answerer-model",
+            full_size.RANDOM_BLIP2_FLAN_T5_XL, "--dialogues", "2", "--rounds", "1", "--threads", "1",
+            "--dtype", "bf16", "--work-dir", str(tmp_path)]
+    first = CliRunner().invoke(main, args)
+    assert first.exit_code == 0, first.output
+    assert first.output.count("the published architecture, random weights) to") == 2
+    assert "random:flan-t5-xl (the published architecture, random weights)" in first.output
+    assert len(re.findall(r"[\d.]+ rounds/s", first.output)) == 2
+    assert {path.name for path in tmp_path.iterdir()} == {"flan-t5-xl", "blip2-flan-t5-xl"}
+    again = CliRunner().invoke(main, args)
+    assert again.exit_code == 0 and "to " + str(tmp_path) not in again.output  # written once, then reused
+
+
+def test_bench_live_rejects_a_random_model_of_the_other_role() -> None:
+    result = CliRunner().invoke(main, ["bench", "live", "--questioner-model", full_size.RANDOM_BLIP2_FLAN_T5_XL])
+    assert result.exit_code != 0 and "the random model of --questioner-model is random:flan-t5-xl" in result.output
