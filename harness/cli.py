@@ -22,7 +22,7 @@ from typing import Any
 
 import click
 
-from harness.config import DEVICES_HELP, QUERY_MODES, build_spec, read_config_file
+from harness.config import DEVICES_HELP, QUERY_MODES, RunSpec, build_spec, read_config_file
 from harness.errors import HarnessError
 from harness.registry import KINDS, REGISTRY, RegistryError
 
@@ -206,7 +206,7 @@ def run_command(
         _run_one(each)
 
 
-def _per_benchmark(spec: Any) -> list[Any]:
+def _per_benchmark(spec: RunSpec) -> list[RunSpec]:
     """``--benchmark all``: the four known benchmarks, each into its own ``OUT/<name>`` run directory."""
     from dataclasses import replace
 
@@ -219,7 +219,7 @@ def _per_benchmark(spec: Any) -> list[Any]:
     return [replace(spec, benchmark=name, out=spec.out / name) for name in KNOWN_BENCHMARKS]
 
 
-def _run_one(spec: Any) -> None:
+def _run_one(spec: RunSpec) -> None:
     from harness.runner import run_evaluation
     from harness.tables import format_round_table
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from PIL import Image
 
-from harness.atomic import read_checked, write_checked
+from harness.atomic import read_checked, record_path, write_checked
 from harness.cache_fill import fill_missing
 from harness.hashing import stable_hash
 
@@ -43,6 +43,10 @@ class ImageCache:
     def path(self, key: str) -> Path:
         """Where the PNG of ``key`` lives (whether or not it exists yet)."""
         return self.root / key[:2] / f"{key}.png"
+
+    def contains(self, key: str) -> bool:
+        """Whether ``key`` has a whole entry (its PNG and its record), without reading or checking it."""
+        return self.path(key).is_file() and record_path(self.path(key)).is_file()
 
     def get(self, key: str) -> Image.Image | None:
         """The cached image, fully decoded, or None when the entry is missing or fails its checks."""

@@ -2,7 +2,7 @@
 wall time of the configured full evaluation, with and without cache hits.
 
     harness bench stages --tiny                                            # tiny random models, CPU, ~1 minute
-    harness bench stages --random-full-size --retriever dar --questioner flan --answerer blip2 --device cuda \
+    harness bench stages --random-full-size --retriever dar --questioner flan --answerer blip2 --device cuda \\
                          --peak-tflops 989 --work-dir /scratch/bench   # full-size random weights, no download
     harness bench stages --retriever dar --dar-base chatir --retriever-model chatir_weights.ckpt \\
                          --questioner flan --answerer blip2 --device cuda --workers 8

@@ -173,8 +173,7 @@ def generate_dar_images(
     total = len(requests)
     distinct = sorted({request.key: request for request in requests}.values())
     cache = ImageCache(cache_dir)
-    missing = [request for request in distinct
-               if not (cache.path(request.key).is_file() and cache.path(request.key).with_suffix(".json").is_file())]
+    missing = [request for request in distinct if not cache.contains(request.key)]
     echo(f"{total} image requests, {len(distinct)} distinct, {len(distinct) - len(missing)} cached, "
          f"{len(missing)} to draw")
     generated = 0

@@ -10,7 +10,8 @@ from S_t. Any registered text generator serves (``hf-seq2seq``, ``hf-chat``, ``o
 Both steps go through the shared response cache, keyed by (generator identity, template, input, decoding), so a
 second run over the same dialogues (another base encoder, another benchmark holding the same prefix) makes no LLM
 call. The LLM loads on the first cache miss: a generator that can tell its identity from its files (``resolve``,
-the transformers backends) is only resolved by ``load``, so a fully cached run never holds its weights. A generation that fails for good stops the run with its reason; what was generated before stays cached.
+the transformers backends) is only resolved by ``load``, so a fully cached run never holds its weights. A
+generation that fails for good stops the run with its reason; what was generated before stays cached.
 """
 
 from __future__ import annotations

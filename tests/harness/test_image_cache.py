@@ -135,7 +135,9 @@ def test_png_without_record_is_a_plain_miss_that_deletes_nothing(tmp_path: Path,
     cache.put(key, _image(1))
     png, record = cache.path(key), cache.path(key).with_suffix(".json")
     record_text = record.read_text()
+    assert cache.contains(key)
     record.unlink()  # A is between its two writes
+    assert not cache.contains(key)  # `harness dar generate` counts it as still to draw
 
     with caplog.at_level(logging.WARNING, logger="harness.atomic"):
         assert cache.get(key) is None  # B: a miss
