@@ -1,0 +1,6 @@
+"""Benchmarks: ChatIR-format loaders (``chatir``), the published benchmarks as data (``known``), fetching
+(``fetch``), validation and its quirk counters (``validate``, ``quirks``), dialogue export (``export``) and the
+``harness data`` / ``harness dialogues`` commands (``cli``).
+
+Imports ``harness`` only.
+"""

@@ -13,8 +13,6 @@ Subcommands owned by plug-in packages (``data``, ``convert``, ``bench encoder``)
 
 from __future__ import annotations
 
-import importlib
-import json
 import logging
 import sys
 from pathlib import Path
@@ -22,6 +20,7 @@ from typing import Any
 
 import click
 
+from harness.command_line import LazyGroup, parse_argument
 from harness.config import DEVICES_HELP, QUERY_MODES, RunSpec, build_spec, read_config_file
 from harness.errors import HarnessError
 from harness.registry import KINDS, REGISTRY, RegistryError
@@ -30,23 +29,6 @@ log = logging.getLogger("harness")
 # Retrievers built on DAR's pipeline (reformulation, generated images): the --dar-* options apply to them.
 DAR_PIPELINES = ("dar", "adafuse")
 MAX_REASONS_SHOWN = 10  # distinct failure reasons printed after a run, most frequent first
-
-
-class LazyGroup(click.Group):
-    """A click group whose subcommands are ``"module:attr"`` strings imported on first use."""
-
-    def __init__(self, *args: Any, lazy_subcommands: dict[str, str] | None = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.lazy_subcommands = lazy_subcommands or {}
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(set(super().list_commands(ctx)) | set(self.lazy_subcommands))
-
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        if cmd_name in self.lazy_subcommands:
-            module_name, _, attribute = self.lazy_subcommands[cmd_name].partition(":")
-            return getattr(importlib.import_module(module_name), attribute)
-        return super().get_command(ctx, cmd_name)
 
 
 class HarnessFailure(click.ClickException):
@@ -71,10 +53,10 @@ class HarnessGroup(LazyGroup):
     lazy_subcommands={
         "data": "benchmarks.cli:data",
         "dialogues": "benchmarks.cli:dialogues",
-        "convert": "retrievers.cli:convert",
+        "convert": "retrievers.dual_encoders.cli:convert",
         "report": "reports.cli:report",
         "export": "reports.cli:export",
-        "train": "retrievers.train_cli:train",
+        "bench": "harness.bench.cli:bench",
     },
 )
 @click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
@@ -91,17 +73,6 @@ def list_command(kind: str | None) -> None:
         click.echo(f"{each_kind}s:")
         for name in REGISTRY.names(each_kind):
             click.echo(f"  {name:<22} {REGISTRY.describe(each_kind, name)}")
-
-
-def parse_argument(text: str) -> tuple[str, Any]:
-    """A ``KEY=VALUE`` option: the value as JSON where it parses (numbers, lists, objects), else as text."""
-    key, separator, value = text.partition("=")
-    if not separator or not key:
-        raise click.BadParameter(f"{text!r} is not KEY=VALUE")
-    try:
-        return key.strip().replace("-", "_"), json.loads(value)
-    except json.JSONDecodeError:
-        return key.strip().replace("-", "_"), value
 
 
 def _text(path: Path | None) -> str | None:
@@ -210,13 +181,11 @@ def _per_benchmark(spec: RunSpec) -> list[RunSpec]:
     """``--benchmark all``: the four known benchmarks, each into its own ``OUT/<name>`` run directory."""
     from dataclasses import replace
 
-    from benchmarks.known import KNOWN_BENCHMARKS
-
     if spec.benchmark != "all":
         return [spec]
     if spec.search_space is not None:
         raise click.UsageError("--search-space applies to a dialogue file, not to --benchmark all")
-    return [replace(spec, benchmark=name, out=spec.out / name) for name in KNOWN_BENCHMARKS]
+    return [replace(spec, benchmark=name, out=spec.out / name) for name in REGISTRY.suite("benchmark", "all")]
 
 
 def _run_one(spec: RunSpec) -> None:
@@ -266,41 +235,21 @@ def metrics_command(runs: tuple[Path, ...]) -> None:
 @main.command("demo")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), help="Write the demo's files here (default: a new folder under the system's temporary directory).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def demo_command(out: Path | None, quiet: bool) -> None:
+@click.pass_context
+def demo_command(ctx: click.Context, out: Path | None, quiet: bool) -> None:
     """Offline pipeline check: tiny random-weight models of the real classes on a small synthetic benchmark."""
     from harness.demo import run_demo
 
-    run_demo(out, progress=not quiet)
+    report = main.get_command(ctx, "report")
+    assert report is not None
+    run_demo(out, progress=not quiet, report_command=report)
 
 
-@main.group("dar", cls=LazyGroup, lazy_subcommands={"generate": "retrievers.dar_generate:generate"})
+@main.group("train", cls=LazyGroup, lazy_subcommands={"adafuse": "retrievers.adafuse.cli:adafuse"})
+def train_group() -> None:
+    """Train learned components (ADaFuSE fusion)."""
+
+
+@main.group("dar", cls=LazyGroup, lazy_subcommands={"generate": "retrievers.dar.generate:generate"})
 def dar_group() -> None:
     """DAR jobs apart from retrieval: `generate` draws every image DAR runs will need into the shared cache."""
-
-
-class StagesByDefault(LazyGroup):
-    """``harness bench --retriever dar ...`` (options and no subcommand) means ``harness bench stages ...``."""
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if args and args[0].startswith("-") and args[0] not in ctx.help_option_names:
-            args = ["stages", *args]
-        return super().parse_args(ctx, args)
-
-
-@main.group(
-    "bench",
-    cls=StagesByDefault,
-    lazy_subcommands={
-        "stages": "harness.stage_bench:stages",
-        "encoder": "retrievers.cli:encoder",
-        "ranking": "harness.bench:ranking",
-        "live": "simulators.bench:live",
-        "dar": "retrievers.dar_bench:dar",
-        "adafuse": "retrievers.adafuse_bench:adafuse",
-        "ray": "harness.ray_bench:ray",
-    },
-)
-def bench_group() -> None:
-    """Measure throughput on this machine. With options and no subcommand (`harness bench --retriever dar
-    --questioner flan --answerer blip2`): every stage of the configured evaluation and its projected wall time
-    (`stages`). Single stages: `ranking`, `encoder`, `live`, `dar` (image generation), `adafuse` (training), `ray` (executors)."""

@@ -21,13 +21,10 @@ from harness.tables import format_round_table
 BANNER = "PIPELINE CHECK ONLY: tiny models with random weights on synthetic images; these numbers are not results."
 
 
-def run_demo(out: Path | None = None, progress: bool = True) -> dict[str, dict]:
+def run_demo(out: Path | None, progress: bool, report_command: click.Command) -> dict[str, dict]:
     """Run the demo into ``out`` (a new temporary folder when None, kept so that its report can be opened) and
-    return each run's metrics by name."""
-    return _run(Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="harness-demo-")), progress)
-
-
-def _run(root: Path, progress: bool) -> dict[str, dict]:
+    return each run's metrics by name. ``report_command`` is `harness report`, which compares the demo's runs."""
+    root = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="harness-demo-"))
     click.echo(BANNER)
     synthetic = REGISTRY.resolve("fixture", "synthetic-benchmark")(root / "benchmark")
     models = {
@@ -78,19 +75,16 @@ def _run(root: Path, progress: bool) -> dict[str, dict]:
         results[label] = dict(result.metrics)
         click.echo(f"\n{label}: {result.metrics['dialogues']} dialogues -> {result.directory}")
         click.echo(format_round_table(result.metrics))
-    _write_report(root, [root / "runs" / name for name, *_ in runs.values()], [name for name, *_ in runs.values()])
+    _write_report(report_command, root, [root / "runs" / name for name, *_ in runs.values()],
+                  [name for name, *_ in runs.values()])
     click.echo(f"\n{BANNER}\nEverything the demo wrote (runs, caches, report) is in {root}; delete it when done.")
     return results
 
 
-def _write_report(root: Path, run_dirs: list[Path], names: list[str]) -> None:
+def _write_report(report: click.Command, root: Path, run_dirs: list[Path], names: list[str]) -> None:
     """Compare the demo's runs with the same `harness report` command a user runs."""
-    from harness.cli import main
-
     arguments = [str(directory) for directory in run_dirs] + ["--out", str(root / "report")]
     for label in names:
         arguments += ["--name", label]
     arguments += ["--permutations", "2000", "--bootstrap", "500"]
-    report = main.get_command(click.Context(main), "report")
-    assert report is not None
     report.main(arguments, prog_name="harness report", standalone_mode=False)

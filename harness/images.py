@@ -22,6 +22,12 @@ def load_rgb(paths: Sequence[Path]) -> list[Image.Image]:
         return list(pool.map(_load_one, paths))
 
 
+def require_one_image_per_prompt(prompts: Sequence[str], images: Sequence[Image.Image]) -> None:
+    """What every vision generator checks first: its batch pairs prompt i with image i."""
+    if len(images) != len(prompts):
+        raise ValueError(f"got {len(prompts)} prompts but {len(images)} images")
+
+
 def _load_one(path: Path) -> Image.Image:
     try:
         with Image.open(path) as image:

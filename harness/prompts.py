@@ -1,7 +1,7 @@
 """Prompt templates: our own text, kept in files a user can replace, for every component that prompts a model.
 
-    template = load_template("questioner", package="simulators")     # simulators/prompts/questioner.txt
-    template = load_template(Path("my_questioner.txt"), package="simulators")   # a user's file
+    template = load_template("questioner", package="simulators.common")     # simulators/common/prompts/questioner.txt
+    template = load_template(Path("my_questioner.txt"), package="simulators.common")   # a user's file
     prompt = template.render(caption="a red bus", question="is it moving?")
 
 Templates use ``string.Template`` fields (``$caption``); each template declares the fields it may use, and an

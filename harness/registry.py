@@ -18,7 +18,7 @@ import importlib.metadata
 import importlib.util
 import inspect
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,6 +54,7 @@ class ComponentRecord:
 class Registry:
     def __init__(self) -> None:
         self._entries: dict[str, dict[str, str | Callable[..., Any]]] = {kind: {} for kind in KINDS}
+        self._suites: dict[str, dict[str, str | Sequence[str]]] = {kind: {} for kind in KINDS}
         self._entry_points_loaded = False
 
     def add(self, kind: str, name: str, target: str | Callable[..., Any], *, replace: bool = False) -> None:
@@ -65,6 +66,27 @@ class Registry:
     def names(self, kind: str) -> list[str]:
         self._load_entry_points()
         return sorted(self._kind(kind))
+
+    def add_suite(self, kind: str, name: str, members: str | Sequence[str]) -> None:
+        """A named group of registered entries (``--benchmark all``): a sequence of names, or a lazy
+        ``"module:attr"`` naming one (a mapping's keys count as its names)."""
+        self._kind(kind)
+        self._suites[kind][name] = members
+
+    def suite(self, kind: str, name: str) -> tuple[str, ...]:
+        """The names in suite ``name``, in their registered order; every one must be a registered entry."""
+        self._kind(kind)
+        suites = self._suites[kind]
+        if name not in suites:
+            raise RegistryError(f"no {kind} suite named {name!r} (registered: {', '.join(sorted(suites)) or 'none'})")
+        members = suites[name]
+        if isinstance(members, str):
+            module_name, _, attribute = members.partition(":")
+            members = tuple(getattr(importlib.import_module(module_name), attribute))
+            suites[name] = members
+        for member in members:
+            self._lookup(kind, member)
+        return tuple(members)
 
     def describe(self, kind: str, name: str) -> str:
         return self._describe(self._lookup(kind, name))
@@ -171,11 +193,14 @@ def register(kind: str, name: str) -> Callable[[Callable[..., Any]], Callable[..
 
 
 def _register_builtins() -> None:
-    from harness.builtins import BUILTINS
+    from harness.builtins import BUILTIN_SUITES, BUILTINS
 
     for kind, entries in BUILTINS.items():
         for name, target in entries.items():
             REGISTRY.add(kind, name, target)
+    for kind, suites in BUILTIN_SUITES.items():
+        for name, members in suites.items():
+            REGISTRY.add_suite(kind, name, members)
 
 
 _register_builtins()

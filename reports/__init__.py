@@ -5,5 +5,6 @@
 
 Layers, each importing only those above it: ``statistics`` (tests and intervals on numpy vectors), ``runs`` (load
 and pair run directories), ``compare`` (tables' values and tests), ``tables``/``plots``/``render`` (files),
-``trec`` (export), ``cli`` (the click commands ``harness.cli`` mounts lazily).
+``trec`` (export), ``cli`` (the click commands ``harness.cli`` mounts lazily). Of the other folders it imports
+``harness`` only.
 """

@@ -7,17 +7,18 @@ argsort, as the public ChatIR evaluation does.
 
 import json
 
+import click
 import numpy as np
 import torch
 from click.testing import CliRunner
 from PIL import Image
 from transformers import AutoTokenizer, BlipForImageTextRetrieval
 
-from benchmarks.synthetic import write_synthetic_benchmark
 from harness.cli import main
+from harness.fixtures.synthetic_benchmark import write_synthetic_benchmark
+from harness.fixtures.tiny_encoders import write_tiny_blip
 from harness.hashing import sha256_file
 from harness.metrics import compute_metrics
-from retrievers.tiny import write_tiny_blip
 
 CLIP_MEAN = np.array([0.48145466, 0.4578275, 0.40821073])
 CLIP_STD = np.array([0.26862954, 0.26130258, 0.27577711])
@@ -88,7 +89,8 @@ def test_cli_run_matches_transformers_and_resumes_and_reuses_the_index(tmp_path,
 def test_demo_runs_offline_and_reports_known_oracle_metrics(tmp_path):
     from harness.demo import run_demo
 
-    results = run_demo(tmp_path / "demo", progress=False)
+    report_command = main.get_command(click.Context(main), "report")
+    results = run_demo(tmp_path / "demo", progress=False, report_command=report_command)
     assert results["oracle"]["Hits@10"] == [0.0] * 4 + [100.0] * 7
     assert len(results) == 5
     for label, metrics in results.items():
@@ -99,6 +101,6 @@ def test_demo_runs_offline_and_reports_known_oracle_metrics(tmp_path):
     assert len(live["dialog"]) == 11
     # Into the same folder the demo resumes (every run reused); determinism from scratch is checked on a smaller
     # live run in tests/simulators/test_live_end_to_end.py.
-    assert run_demo(tmp_path / "demo", progress=False) == results
+    assert run_demo(tmp_path / "demo", progress=False, report_command=report_command) == results
     report = tmp_path / "demo" / "report"
     assert (report / "report.html").is_file() and (report / "results.csv").is_file()

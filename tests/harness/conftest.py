@@ -12,11 +12,13 @@ class SmallBenchmark:
     count: int
 
 
-def write_small_benchmark(directory: Path, count: int = 6, space: int = 40) -> SmallBenchmark:
+def write_small_benchmark(directory: Path, count: int = 6, space: int = 40, variant: str = "") -> SmallBenchmark:
+    """A ChatIR-format file of ``count`` dialogues (ids "0".."count-1") over ``space`` image paths; ``variant``
+    changes the captions (and so the file's sha256)."""
     directory.mkdir(parents=True, exist_ok=True)
     paths = sorted(f"images/{index:06d}.png" for index in range(space))
     records = [
-        {"img": paths[(index * 7) % space], "dialog": [f"caption {index}"] + [f"q{r}? a{r}" for r in range(1, 11)]}
+        {"img": paths[(index * 7) % space], "dialog": [f"caption {index}{variant}"] + [f"q{r}? a{r}" for r in range(1, 11)]}
         for index in range(count)
     ]
     dialogues = directory / "dialogues.json"

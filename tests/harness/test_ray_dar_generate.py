@@ -33,7 +33,7 @@ def _images(cache: Path) -> dict[str, bytes]:
 
 
 def test_generation_draws_distinct_requests_once_and_a_run_then_draws_nothing(setting, tmp_path):
-    from retrievers.dar_generate import generate_dar_images
+    from retrievers.dar.generate import generate_dar_images
 
     cache = tmp_path / "cache"
     counts = generate_dar_images(setting["dar"], setting["dialogues"], rounds=2, cache_dir=cache, device="cpu")
@@ -75,7 +75,7 @@ def test_generation_on_ray_writes_the_same_images(ray_cluster, setting, tmp_path
     import torch
 
     from harness.ray_executor import RayExecutor
-    from retrievers.dar_generate import generate_dar_images
+    from retrievers.dar.generate import generate_dar_images
 
     # A Ray worker with one CPU runs torch on one thread; CPU kernels may round differently on more threads.
     threads = torch.get_num_threads()
@@ -93,7 +93,7 @@ def test_generation_on_ray_writes_the_same_images(ray_cluster, setting, tmp_path
 
 
 def test_an_image_worker_with_other_keys_stops_the_job(setting, tmp_path):
-    from retrievers.dar_generate import ImageWorkerFactory, PromptWorkerFactory
+    from retrievers.dar.generate import ImageWorkerFactory, PromptWorkerFactory
 
     cache = tmp_path / "cache"
     requests = PromptWorkerFactory(setting["dar"], 1, cache, "cpu")()(setting["dialogues"][:1])

@@ -5,7 +5,7 @@ from harness.registry import REGISTRY, Registry, RegistryError
 
 def test_builtins_listed_without_importing_them():
     assert {"zs", "cocoft", "chatir", "clip", "oracle", "random"} <= set(REGISTRY.names("retriever"))
-    assert REGISTRY.describe("retriever", "chatir") == "retrievers.dual_encoder:chatir"
+    assert REGISTRY.describe("retriever", "chatir") == "retrievers.dual_encoders.retriever:chatir"
 
 
 def test_typo_gets_did_you_mean():
@@ -37,3 +37,50 @@ def test_one_file_plugin_registers_itself(tmp_path):
     )
     REGISTRY.load_plugin(str(plugin))
     assert REGISTRY.build("retriever", "plugin-test-constant")[0] == 1
+
+
+def test_every_registered_target_and_suite_resolves():
+    from harness.registry import KINDS
+
+    for kind in KINDS:
+        for name in REGISTRY.names(kind):
+            assert callable(REGISTRY.resolve(kind, name)), (kind, name)
+    from benchmarks.known import KNOWN_BENCHMARKS
+
+    assert REGISTRY.suite("benchmark", "all") == tuple(KNOWN_BENCHMARKS)
+    assert set(REGISTRY.suite("benchmark", "all")) < set(REGISTRY.names("benchmark"))
+    with pytest.raises(RegistryError, match="no benchmark suite named 'some'"):
+        REGISTRY.suite("benchmark", "some")
+
+
+def test_a_suite_naming_an_unregistered_entry_is_refused():
+    registry = Registry()
+    registry.add("benchmark", "one", lambda: 1)
+    registry.add_suite("benchmark", "pair", ("one", "two"))
+    with pytest.raises(RegistryError, match="no benchmark named 'two'"):
+        registry.suite("benchmark", "pair")
+
+
+def test_every_lazy_subcommand_resolves():
+    import click
+
+    from harness.cli import main
+    from harness.command_line import LazyGroup
+
+    reached = []
+
+    def walk(group: click.Group, path: tuple[str, ...]) -> None:
+        context = click.Context(group, info_name=path[-1])
+        for name in group.list_commands(context):
+            command = group.get_command(context, name)
+            assert isinstance(command, click.Command), (*path, name)
+            reached.append(" ".join((*path, name)))
+            if isinstance(command, click.Group):
+                walk(command, (*path, name))
+
+    walk(main, ("harness",))
+    lazy = [f"harness {name}" for name in main.lazy_subcommands]
+    lazy += [f"harness {group} {name}" for group in ("bench", "train", "dar")
+             for name in getattr(main.get_command(click.Context(main), group), "lazy_subcommands", {})]
+    assert isinstance(main.get_command(click.Context(main), "bench"), LazyGroup)
+    assert set(lazy) <= set(reached) and len(lazy) >= 15

@@ -12,7 +12,7 @@ from tests.harness.conftest import write_small_benchmark
 SLOW_PLUGIN = '''
 import time
 from harness.registry import register
-from retrievers.fakes import RandomRetriever
+from retrievers.reference import RandomRetriever
 
 class SlowRandom(RandomRetriever):
     def rank(self, states):

@@ -96,7 +96,7 @@ def test_known_benchmark_without_data_dir(tmp_path):
 
 def test_list_shows_builtins():
     code, output = run_cli("list", "retriever")
-    assert code == 0 and "chatir" in output and "retrievers.dual_encoder:chatir" in output
+    assert code == 0 and "chatir" in output and "retrievers.dual_encoders.retriever:chatir" in output
 
 
 def test_metrics_command_recomputes_a_stored_run(small_benchmark, tmp_path):

@@ -16,32 +16,19 @@ from harness.registry import REGISTRY
 from harness.runner import run_evaluation
 from harness.sources import ReplaySource
 from harness.types import RankBatch
-from retrievers.fakes import build_oracle
+from retrievers.reference import build_oracle
+from tests.harness.conftest import SmallBenchmark, write_small_benchmark
 
 SPACE = 60
 ROUNDS = 10
 
 
-@dataclass(frozen=True)
-class BenchmarkFiles:
-    dialogues: Path
-    search_space: Path
-    count: int
+BenchmarkFiles = SmallBenchmark
 
 
 def write_benchmark(directory: Path, count: int, variant: str = "") -> BenchmarkFiles:
-    """A ChatIR-format file of ``count`` dialogues (ids "0".."count-1"); ``variant`` changes the text (and sha)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    paths = [f"images/{index:06d}.png" for index in range(SPACE)]
-    records = [
-        {"img": paths[(index * 7) % SPACE], "dialog": [f"caption {index}{variant}"] + [f"q{r}? a{r}" for r in range(1, 11)]}
-        for index in range(count)
-    ]
-    dialogues = directory / "dialogues.json"
-    dialogues.write_text(json.dumps(records))
-    search_space = directory / "search_space.json"
-    search_space.write_text(json.dumps(paths))
-    return BenchmarkFiles(dialogues, search_space, count)
+    """A ChatIR-format file of ``count`` dialogues over the reports' search space of ``SPACE`` images."""
+    return write_small_benchmark(directory, count, space=SPACE, variant=variant)
 
 
 class FailingSource(ReplaySource):

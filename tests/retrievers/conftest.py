@@ -1,5 +1,4 @@
-"""Shared fixtures for the retriever tests: tiny seeded models, a small search space of real PNG files, and an
-original-format (Salesforce BLIP key names) checkpoint made from a tiny transformers model.
+"""Shared fixtures for the retriever tests: tiny seeded models, a small search space of real PNG files.
 
 Everything runs offline: the hub is switched off before transformers is used, and every model is built in code.
 """
@@ -10,14 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
+from harness.fixtures.tiny_encoders import write_tiny_blip, write_tiny_clip
 from harness.protocols import RunContext
 from harness.types import SearchSpace
-from retrievers.tiny import write_tiny_blip, write_tiny_clip
-
-from .original_format import original_state_dict
 
 
 @pytest.fixture(scope="session")
@@ -33,17 +29,6 @@ def tiny_blip_other(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_tiny_clip(tmp_path_factory.mktemp("tiny-clip"), seed=0)
-
-
-@pytest.fixture(scope="session")
-def original_checkpoint(tmp_path_factory: pytest.TempPathFactory, tiny_blip: Path) -> Path:
-    """The tiny BLIP written the way Salesforce BLIP saves a retrieval model (with keys the converter drops)."""
-    from transformers import BlipForImageTextRetrieval
-
-    model = BlipForImageTextRetrieval.from_pretrained(tiny_blip, dtype=torch.float32)
-    path = tmp_path_factory.mktemp("original") / "model_base_retrieval.pth"
-    torch.save({"model": original_state_dict(model), "epoch": 5, "config": {"image_size": 224}}, path)
-    return path
 
 
 @pytest.fixture(scope="session")

@@ -1,12 +1,11 @@
-"""Shared fixtures for the simulator tests: tiny seeded checkpoints of the bots' real transformers classes (written
-once per session with ``save_pretrained``), a few PNG images and a small benchmark over them, and a run context.
+"""Shared fixtures for the simulator tests: a few PNG images and a small benchmark over them, and a run context (the
+tiny bot checkpoints are in tests/conftest.py).
 
 Everything runs offline: the hub is switched off, and every model and tokenizer is built in code.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -15,56 +14,6 @@ from PIL import Image
 
 from harness.protocols import RunContext
 from harness.types import Benchmark, Dialogue, SearchSpace
-
-
-@pytest.fixture(scope="session")
-def one_torch_thread() -> Iterator[None]:
-    """One torch CPU thread while tiny models run (restored at the end of the session). Their products are too
-    small for intra-op threads to help, and on a machine other jobs share, waiting threads slow them several-fold."""
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-@pytest.fixture(scope="session")
-def tiny_flan_t5(tmp_path_factory: pytest.TempPathFactory, one_torch_thread: None) -> Path:
-    from simulators.tiny import write_tiny_flan_t5
-
-    return write_tiny_flan_t5(tmp_path_factory.mktemp("tiny-flan-t5"), seed=0)
-
-
-@pytest.fixture(scope="session")
-def tiny_flan_t5_other(tmp_path_factory: pytest.TempPathFactory, one_torch_thread: None) -> Path:
-    """The same tiny Flan-T5 with seed 1 (other weights, same files and sizes)."""
-    from simulators.tiny import write_tiny_flan_t5
-
-    return write_tiny_flan_t5(tmp_path_factory.mktemp("tiny-flan-t5-seed1"), seed=1)
-
-
-@pytest.fixture(scope="session")
-def tiny_causal_lm(tmp_path_factory: pytest.TempPathFactory, one_torch_thread: None) -> Path:
-    from simulators.tiny import write_tiny_causal_lm
-
-    return write_tiny_causal_lm(tmp_path_factory.mktemp("tiny-causal-lm"), seed=0)
-
-
-@pytest.fixture(scope="session")
-def tiny_blip2(tmp_path_factory: pytest.TempPathFactory, one_torch_thread: None) -> Path:
-    """Tiny BLIP-2 over a tiny Flan-T5 language model."""
-    from simulators.tiny import write_tiny_blip2
-
-    return write_tiny_blip2(tmp_path_factory.mktemp("tiny-blip2"), seed=0, language_model="t5")
-
-
-@pytest.fixture(scope="session")
-def tiny_blip2_opt(tmp_path_factory: pytest.TempPathFactory, one_torch_thread: None) -> Path:
-    """Tiny BLIP-2 over a tiny OPT language model."""
-    from simulators.tiny import write_tiny_blip2
-
-    return write_tiny_blip2(tmp_path_factory.mktemp("tiny-blip2-opt"), seed=0, language_model="opt")
 
 
 @pytest.fixture(scope="session")

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from benchmarks.synthetic import write_synthetic_benchmark
 from harness.cli import main
-from retrievers.tiny import write_tiny_blip
+from harness.fixtures.synthetic_benchmark import write_synthetic_benchmark
+from harness.fixtures.tiny_encoders import write_tiny_blip
 
 
 @pytest.mark.parametrize("bots", ["scripted", "tiny flan + tiny blip2", "tiny flan sampled + tiny blip2"])

@@ -1,0 +1,229 @@
+"""Replay-mode DAR image generation as a job of its own: every image the DAR runs over some benchmarks will ask for,
+drawn once into the shared image cache, before and apart from retrieval (generation does not depend on the
+retriever's encoder, so every DAR variant over the same prompts reuses them).
+
+    harness dar generate --benchmark visdial-val --benchmark flan-blip2 --data-dir DATA --dar-variant paper \\
+        --retriever-arg diffusion=sd3 --executor ray --ray-address auto --gpus-per-worker 1
+    counts = generate_dar_images({"variant": "paper", "llm": "hf-seq2seq"}, dialogues, rounds=10)
+
+Two phases, each over an executor (in-process, or Ray actors that each load their model once):
+1. prompts: chunks of dialogues -> DAR's captions S_t (R1; or the ``queries`` file), K image prompts per caption
+   (R2, or the caption itself) through the shared response cache, and each image's cache key, computed by the
+   workers (the key holds the dtype, which ``auto`` resolves on the worker's device, not the driver's). The driver
+   keeps the distinct keys: identical dialogue prefixes across dialogues and benchmarks are drawn once.
+2. images: the requests not yet cached, in chunks -> ``DiffusionGenerator.cached_generate`` (one pipeline per
+   worker / GPU), which writes each image atomically into the cache under the same key a DAR run computes; a
+   worker whose own keys differ from phase 1's (a worker on another kind of device) stops the job.
+
+The settings are ``retrievers.dar.retriever.build_dar``'s arguments, so the job builds the very reformulator and image
+source a run with those arguments builds; a later ``harness run --retriever dar`` with them finds every image cached.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from harness.command_line import parse_argument
+from harness.config import RunSpec, default_cache_dir
+from harness.devices import resolve_device
+from harness.errors import ConfigError, HarnessError
+from harness.executors import Executor, make_executor
+from harness.image_cache import ImageCache
+from harness.protocols import RunContext
+from harness.types import Dialogue, DialogueState, batched
+from retrievers.dar.retriever import DARRetriever, GeneratedImages, build_dar
+
+
+@dataclass(frozen=True)
+class GenerationCounts:
+    """What the job found and did: image requests (dialogue-rounds x K), distinct (prompt, replicate) requests,
+    those already cached, those drawn now."""
+
+    image_requests: int
+    distinct_requests: int
+    cached: int
+    generated: int
+
+
+def _build(dar_args: Mapping[str, Any]) -> DARRetriever:
+    retriever = build_dar(**dict(dar_args))
+    if not isinstance(retriever.image_source, GeneratedImages):
+        raise ConfigError("DAR generation needs a diffusers pipeline; these settings read a pre-generated folder "
+                          "(images=...)")
+    return retriever
+
+
+@dataclass(frozen=True, order=True)
+class KeyedRequest:
+    """One image DAR draws: its prompt, replicate index (which of the K images of the prompt) and cache key."""
+
+    prompt: str
+    replicate: int
+    key: str
+
+
+def _image_source(dar_args: Mapping[str, Any], cache_dir: Path, device: str) -> GeneratedImages:
+    source = _build(dar_args).image_source
+    assert isinstance(source, GeneratedImages)
+    source.load(RunContext(device=resolve_device(device), cache_dir=cache_dir, progress=False))
+    return source
+
+
+def _keyed(source: GeneratedImages, requests: Sequence[tuple[str, int]]) -> list[KeyedRequest]:
+    assert source.generator is not None
+    keys = source.generator.requests([prompt for prompt, _ in requests], [copy for _, copy in requests],
+                                     global_seed=source.seed)
+    return [KeyedRequest(prompt, copy, key.key) for (prompt, copy), key in zip(requests, keys)]
+
+
+class PromptWorkerFactory:
+    """Builds (once per worker) DAR's prompt side (the reformulator and the query file) and the image keys; a
+    worker maps a chunk of dialogues to its keyed image requests."""
+
+    def __init__(self, dar_args: Mapping[str, Any], rounds: int, cache_dir: Path, device: str) -> None:
+        self.dar_args, self.rounds, self.cache_dir, self.device = dict(dar_args), rounds, cache_dir, device
+
+    def __call__(self) -> Callable[[Sequence[Dialogue]], list[KeyedRequest]]:
+        retriever = _build(self.dar_args)
+        context = RunContext(device=resolve_device(self.device), cache_dir=self.cache_dir, progress=False)
+        if retriever.reformulator is not None:
+            retriever.reformulator.load(context)
+        if retriever.queries is not None:
+            retriever.load_queries()
+        source = _image_source(self.dar_args, self.cache_dir, self.device)
+        return lambda dialogues: _keyed(source, dar_image_requests(retriever, dialogues, self.rounds))
+
+
+class ImageWorkerFactory:
+    """Builds (once per worker) DAR's diffusers generator; a worker draws a chunk of keyed requests into the shared
+    image cache and returns how many it drew (the rest were cached meanwhile)."""
+
+    def __init__(self, dar_args: Mapping[str, Any], cache_dir: Path, device: str) -> None:
+        self.dar_args, self.cache_dir, self.device = dict(dar_args), cache_dir, device
+
+    def __call__(self) -> Callable[[Sequence[KeyedRequest]], int]:
+        source = _image_source(self.dar_args, self.cache_dir, self.device)
+        generator, cache = source.generator, ImageCache(self.cache_dir)
+        assert generator is not None
+
+        def draw(requests: Sequence[KeyedRequest]) -> int:
+            mine = _keyed(source, [(request.prompt, request.replicate) for request in requests])
+            if [request.key for request in mine] != [request.key for request in requests]:
+                raise HarnessError(
+                    "an image worker computes other image keys than the prompt workers did (its device or dtype "
+                    f"differs: this worker has {generator.key_identity()['dtype']} on {generator.device}); give "
+                    "--device and diffusion_dtype explicitly so that every worker draws the same images"
+                )
+            before = generator.generated
+            generator.cached_generate(cache, [request.prompt for request in requests],
+                                      [request.replicate for request in requests], global_seed=source.seed)
+            return generator.generated - before
+
+        return draw
+
+
+def dar_image_requests(retriever: DARRetriever, dialogues: Sequence[Dialogue], rounds: int) -> list[tuple[str, int]]:
+    """The (prompt, replicate) of every image DAR draws for ``dialogues`` at rounds 0..``rounds``, in order."""
+    states = [DialogueState(dialogue.dialogue_id, dialogue.target, 0, round_, dialogue.turns[: round_ + 1])
+              for dialogue in dialogues for round_ in range(min(rounds, len(dialogue.turns) - 1) + 1)]
+    if not states:
+        return []
+    if retriever.queries is not None:
+        retriever._check_query_records(states)
+    captions = [caption[-1] for caption in retriever._captions_up_to_round(states)]
+    count = images_per_round(retriever)
+    if retriever.image_prompt_mode == "llm":
+        assert retriever.reformulator is not None
+        prompts = retriever.reformulator.image_prompts(captions, count)
+    else:
+        prompts = [[caption] * count for caption in captions]
+    return [(prompt, replicate) for state_prompts in prompts for replicate, prompt in enumerate(state_prompts)]
+
+
+def images_per_round(retriever: DARRetriever) -> int:
+    """K, the images DAR draws per dialogue-round."""
+    count = getattr(retriever, "images_per_round", None)
+    return int(count if count is not None else retriever.schedule.images_per_round)  # type: ignore[attr-defined]
+
+
+def generate_dar_images(
+    dar_args: Mapping[str, Any],
+    dialogues: Sequence[Dialogue],
+    rounds: int = 10,
+    cache_dir: Path | None = None,
+    device: str = "auto",
+    executor: Executor | None = None,
+    dialogues_per_chunk: int = 64,
+    images_per_chunk: int = 64,
+    dry_run: bool = False,
+    echo: Callable[[str], None] = lambda text: None,
+) -> GenerationCounts:
+    """Draw every missing image the DAR settings ``dar_args`` ask for over ``dialogues`` into the image cache."""
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    executor = executor or make_executor("in-process")
+    requests: list[KeyedRequest] = []
+    for chunk_requests in executor.map(PromptWorkerFactory(dar_args, rounds, cache_dir, device),
+                                       batched(list(dialogues), dialogues_per_chunk)):
+        requests.extend(chunk_requests)
+    total = len(requests)
+    distinct = sorted({request.key: request for request in requests}.values())
+    cache = ImageCache(cache_dir)
+    missing = [request for request in distinct if not cache.contains(request.key)]
+    echo(f"{total} image requests, {len(distinct)} distinct, {len(distinct) - len(missing)} cached, "
+         f"{len(missing)} to draw")
+    generated = 0
+    if missing and not dry_run:
+        for drawn in executor.map(ImageWorkerFactory(dar_args, cache_dir, device), batched(missing, images_per_chunk)):
+            generated += drawn
+    return GenerationCounts(total, len(distinct), len(distinct) - len(missing), generated)
+
+
+@click.command("generate")
+@click.option("--benchmark", "benchmarks", multiple=True, required=True,
+              help="Known benchmark name or ChatIR-format dialogue file (repeatable).")
+@click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False), help="Folder of the known benchmarks.")
+@click.option("--search-space", type=click.Path(path_type=Path, dir_okay=False), help="Search space of dialogue files.")
+@click.option("--dar-variant", type=click.Choice(["paper", "released"]), help="DAR fusion variant (sets K, prompts).")
+@click.option("--dar-queries", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              help="Reformulated-dialogue file supplying the captions.")
+@click.option("--retriever-arg", multiple=True, metavar="KEY=VALUE",
+              help="Any other build_dar argument, as `harness run --retriever dar` takes it (repeatable).")
+@click.option("--rounds", default=10, show_default=True, help="Rounds after the caption.")
+@click.option("--limit", type=int, help="Only the first N dialogues of each benchmark.")
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto (per worker).")
+@click.option("--cache-dir", type=click.Path(path_type=Path, file_okay=False), help="Shared cache (default as `harness run`).")
+@click.option("--executor", default="in-process", show_default=True, type=click.Choice(["in-process", "ray"]))
+@click.option("--ray-address", help="Ray cluster to join (auto, ray://host:10001).")
+@click.option("--workers", type=int, help="Ray workers (default: fill the cluster).")
+@click.option("--gpus-per-worker", type=float, default=0.0, show_default=True, help="GPUs per Ray worker (fractions share one).")
+@click.option("--images-per-chunk", default=64, show_default=True, help="Images per work item.")
+@click.option("--dry-run", is_flag=True, help="Count the requests and cached images; draw nothing.")
+@click.option("--plugin", "plugins", multiple=True, help="Module or .py file to import first.")
+def generate(benchmarks: tuple[str, ...], data_dir: Path | None, search_space: Path | None, dar_variant: str | None,
+             dar_queries: Path | None, retriever_arg: tuple[str, ...], rounds: int, limit: int | None, device: str,
+             cache_dir: Path | None, executor: str, ray_address: str | None, workers: int | None,
+             gpus_per_worker: float, images_per_chunk: int, dry_run: bool, plugins: tuple[str, ...]) -> None:
+    """Draw every image the DAR settings need for BENCHMARKs into the shared image cache, and print the counts."""
+    from harness.runner import load_benchmark, load_plugins
+
+    load_plugins(plugins)
+    dar_args = dict(parse_argument(text) for text in retriever_arg)
+    if dar_variant is not None:
+        dar_args["variant"] = dar_variant
+    if dar_queries is not None:
+        dar_args["queries"] = str(dar_queries)
+    dialogues: list[Dialogue] = []
+    for name in benchmarks:
+        spec = RunSpec(retriever="dar", benchmark=name, out=Path("."), data_dir=data_dir, search_space=search_space)
+        loaded = load_benchmark(spec).dialogues
+        dialogues.extend(loaded[:limit] if limit else loaded)
+    chosen = make_executor(executor, ray_address, workers, gpus_per_worker, device=device)
+    counts = generate_dar_images(dar_args, dialogues, rounds, cache_dir, device, chosen,
+                                 images_per_chunk=images_per_chunk, dry_run=dry_run, echo=click.echo)
+    click.echo(f"{len(dialogues)} dialogues, {counts.image_requests} image requests: {counts.distinct_requests} "
+               f"distinct, {counts.cached} cached before, {counts.generated} generated now")
