@@ -10,7 +10,9 @@ complete, so a folder that exists is whole, and an interrupted write is started 
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +34,8 @@ def fixture_model(name: str, directory: Path, announce: str | None = None, **arg
     partial = directory.with_name(directory.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.parent.mkdir(parents=True, exist_ok=True)
-    REGISTRY.resolve("fixture", name)(partial, **arguments)
+    with quiet_transformers():
+        REGISTRY.resolve("fixture", name)(partial, **arguments)
     partial.rename(directory)
     return directory
 
@@ -50,3 +53,18 @@ def random_model_source(source: str, work_dir: Path, device: str) -> str:
         raise click.BadParameter(f"{source!r} is no random full-size model; known: {known}") from None
     target = Path(work_dir) / source.removeprefix(RANDOM_PREFIX)
     return str(fixture_model(name, target, f"{source} (the published architecture, random weights)", device=device))
+
+
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """No transformers progress bars (writing shards, loading weights) while a bench prints its figures; the
+    previous setting is restored after, so a caller in the same process is left as it was."""
+    from transformers.utils import logging as transformers_logging
+
+    bars = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if bars:
+            transformers_logging.enable_progress_bar()

@@ -1,7 +1,7 @@
 """``harness bench adafuse``: ADaFuSE training throughput (samples/s), frozen and end-to-end.
 
     harness bench adafuse                                        # frozen mode, synthetic 256-d embeddings, CPU
-    harness bench adafuse --end-to-end --device cuda             # + full-size BLIP base text side, random weights
+    harness bench adafuse --end-to-end --device cuda             # + full-size BLIP base text side (random:blip-base)
 
 Frozen mode times ``Trainer.step`` (fusion forward, symmetric InfoNCE, backward, AdamW, schedule) on synthetic unit
 embeddings (D = 256, batch 128 by default): the work of frozen training once embeddings are cached. End-to-end mode
@@ -14,6 +14,7 @@ and the text-side parameters that train with them.
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -59,8 +60,10 @@ def _rate(trainer: Trainer, batch_size: int, steps: int, warmup: int, device: st
 @click.option("--text-tokens", default=64, show_default=True, type=click.IntRange(min=8),
               help="Caption length in word pieces for end-to-end steps (reformulated captions are short).")
 @click.option("--cache-dir", default=None, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--work-dir", type=click.Path(path_type=Path, file_okay=False),
+              help="Where --end-to-end writes random:blip-base once and reuses it (default: a temporary folder).")
 def adafuse(device: str, batch_size: int, dim: int, steps: int, warmup: int, end_to_end: bool, text_tokens: int,
-            cache_dir: Path | None) -> None:
+            cache_dir: Path | None, work_dir: Path | None) -> None:
     """Measure ADaFuSE training throughput (samples/s): frozen mode, and end-to-end with a full BLIP base."""
     from harness.config import default_cache_dir
     from retrievers.adafuse.model import parameter_increase
@@ -80,7 +83,9 @@ def adafuse(device: str, batch_size: int, dim: int, steps: int, warmup: int, end
                f"({VISDIAL_TRAIN_EXAMPLES:,} examples) ~ {VISDIAL_TRAIN_EXAMPLES / frozen / 60:.1f} min")
     if not end_to_end:
         return
-    encoder = bench_encoder(None, resolved, "float32", text_tokens, cache_dir or default_cache_dir())
+    with tempfile.TemporaryDirectory(prefix="harness-bench-adafuse-") as temporary:
+        encoder = bench_encoder(None, resolved, "float32", text_tokens, cache_dir or default_cache_dir(),
+                                work_dir or Path(temporary))
     captions = dialogue_texts(encoder.tokenizer, count, text_tokens)
     settings = TrainSettings(mode="end-to-end", batch_size=batch_size, device=resolved, warmup_epochs=0.0, epochs=1)
     trainer = Trainer(settings, synthetic_data(count, 256, captions), encoder, steps + warmup)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from harness.bench.models import random_model_source
+from harness.bench.models import quiet_transformers, random_model_source
 from harness.bench.timing import items_per_second
 from harness.config import default_cache_dir
 from harness.devices import resolve_device
@@ -98,7 +98,9 @@ def bench_encoder(model: str | None, device: str, dtype: str, text_tokens: int, 
     from retrievers.dual_encoders.preprocess import BLIP_224
 
     source = random_model_source(model or RANDOM_BLIP_BASE, work_dir, device)
-    return load_encoder(EncoderSettings("blip", source, BLIP_224, text_tokens, dtype=dtype), device, cache_dir)
+    with quiet_transformers():
+        return load_encoder(EncoderSettings("blip", source, BLIP_224, text_tokens, dtype=dtype), device, cache_dir,
+                            progress=False)
 
 
 def dialogue_texts(tokenizer: Any, count: int, tokens: int) -> list[str]:

@@ -33,7 +33,7 @@ from pathlib import Path
 import click
 import torch
 
-from harness.bench.models import RANDOM_PREFIX, fixture_model, random_model_source
+from harness.bench.models import RANDOM_PREFIX, fixture_model, quiet_transformers, random_model_source
 from harness.devices import resolve_device
 from harness.protocols import RunContext, TurnFailure
 from harness.registry import REGISTRY
@@ -234,18 +234,14 @@ def measure_live(
 def _quiet_loading(threads: int | None) -> Iterator[None]:
     """No loading bars, and ``threads`` torch threads, for the command's duration (restored after, so a caller in
     the same process, such as a test session, is left as it was)."""
-    from transformers.utils import logging as transformers_logging
-
-    bars, previous_threads = transformers_logging.is_progress_bar_enabled(), torch.get_num_threads()
-    transformers_logging.disable_progress_bar()
+    previous_threads = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
     try:
-        yield
+        with quiet_transformers():
+            yield
     finally:
         torch.set_num_threads(previous_threads)
-        if bars:
-            transformers_logging.enable_progress_bar()
 
 
 def _warm_up(questioner: LLMQuestioner, answerer: VisionAnswerer, benchmark: Benchmark) -> None:
