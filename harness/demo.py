@@ -21,7 +21,7 @@ from harness.tables import format_round_table
 BANNER = "PIPELINE CHECK ONLY: tiny models with random weights on synthetic images; these numbers are not results."
 
 
-def run_demo(out: Path | None, progress: bool, report_command: click.Command) -> dict[str, dict]:
+def run_demo(out: Path | None = None, progress: bool = True, *, report_command: click.Command) -> dict[str, dict]:
     """Run the demo into ``out`` (a new temporary folder when None, kept so that its report can be opened) and
     return each run's metrics by name. ``report_command`` is `harness report`, which compares the demo's runs."""
     root = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="harness-demo-"))

@@ -24,7 +24,7 @@ import json
 import logging
 import math
 import shutil
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, NamedTuple, Protocol, TypeVar
@@ -54,7 +54,8 @@ class TrainingTask(Protocol[Record]):
     def step(self, indices: torch.Tensor) -> float:
         """Train one batch of example ``indices``; return its loss."""
 
-    def validate(self, epoch: int, train_loss: float) -> Validated[Record]: ...
+    def validate(self, epoch: int, train_loss: float) -> Validated[Record]:
+        """Validate the model after ``epoch`` (whose mean batch loss was ``train_loss``)."""
 
     def state_dict(self) -> dict[str, Any]:
         """Optimizer, schedule and RNG states (the model's weights go into ``write_checkpoint``)."""
@@ -125,7 +126,7 @@ def warmup_cosine(warmup_steps: int, total_steps: int) -> Callable[[int], float]
     return factor
 
 
-def decay_groups(parameters: Any, lr: float, weight_decay: float) -> list[dict[str, Any]]:
+def decay_groups(parameters: Iterable[torch.nn.Parameter], lr: float, weight_decay: float) -> list[dict[str, Any]]:
     """Optimizer groups decaying weight matrices only (biases, norms and scalars are not decayed)."""
     parameters = list(parameters)
     decay = [p for p in parameters if p.dim() >= 2]

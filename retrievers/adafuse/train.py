@@ -22,9 +22,8 @@ Model selection: after every epoch the fused validation queries rank the pool of
 0-based rank counts pool images scoring strictly higher than the target); Hits@10 = % of validation examples
 ranked < 10. The loop is the shared one of ``retrievers.training``: the best epoch (first one on ties) is kept in
 ``best/``, and ``last/`` holds the latest epoch with optimizer, scheduler, temperature, RNG states and history, from
-which the same call resumes; with
-``checkpoint_every`` N it is also written every N optimizer steps inside an epoch, with the number of batches of the
-epoch done and their losses (an end-to-end epoch over VisDial train takes hours). Shuffling is seeded per epoch from
+which the same call resumes; with ``checkpoint_every`` N it is also written every N optimizer steps inside an epoch,
+with the number of batches of the epoch done and their losses (an end-to-end epoch over VisDial train takes hours). Shuffling is seeded per epoch from
 (seed, epoch) and dropout too at each epoch's start, its RNG state travelling in ``last/``, so a run killed at any
 point and resumed ends bit-identical (on CPU) to an uninterrupted one. The split is by dialogue
 (``split_by_dialogue``); the benchmark being reported is never seen.
@@ -333,7 +332,8 @@ def _ranks(scores: torch.Tensor, target_columns: torch.Tensor) -> torch.Tensor:
 class _AdaFuseTask:
     """``Trainer`` as the shared training loop drives it: validation records, logging and checkpoint folders."""
 
-    def __init__(self, trainer: Trainer, validation: torch.Tensor, metadata: Callable[..., dict[str, Any]]) -> None:
+    def __init__(self, trainer: Trainer, validation: torch.Tensor,
+                 metadata: Callable[[int, int, Sequence[EpochRecord]], dict[str, Any]]) -> None:
         self.trainer = trainer
         self.validation = validation
         self.metadata = metadata
