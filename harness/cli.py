@@ -217,17 +217,20 @@ def _run_one(spec: RunSpec) -> None:
 @click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path, file_okay=False, exists=True))
 def metrics_command(runs: tuple[Path, ...]) -> None:
     """Recompute and print the metrics of stored RUN directories from their ranks.jsonl."""
-    from harness.metrics import compute_metrics
+    from harness.metrics import run_metrics
     from harness.store import RunStore
     from harness.tables import format_round_table
 
     for run in runs:
         store = RunStore(run)
-        store.read_manifest()
-        records = [record for record in store.records() if record.status == "ok"]
+        size = store.read_manifest().get("benchmark", {}).get("search_space")
+        if size is None:
+            log.warning("%s: the manifest does not record the search-space size (a run from an older version), so "
+                        "ranks are checked to be non-negative integers only", run)
+        records = [record for record in store.records(search_space=size) if record.status == "ok"]
         if not records:
             raise HarnessError(f"{run} has no finished dialogues yet")
-        metrics = compute_metrics([record.ranks for record in records])
+        metrics = run_metrics(records)
         click.echo(f"{run}: {len(records)} dialogues, BRI {metrics.get('BRI', float('nan')):.4f}")
         click.echo(format_round_table(metrics) + "\n")
 

@@ -23,6 +23,10 @@ from typing import Any
 from harness.errors import ConfigError
 from harness.executors import EXECUTORS
 
+# How a target tied with other images is ranked (harness.ranking applies it); runs ranked by another rule do not
+# resume into each other.
+TIE_RULE = "stable-descending"
+
 QUERY_MODES = ("join", "entry")
 DEVICES_HELP = "cpu, cuda, cuda:N or auto"
 
@@ -104,6 +108,7 @@ class RunSpec:
             "rounds": self.rounds,
             "query_mode": self.query_mode,
             "seed": self.seed,
+            "tie_rule": TIE_RULE,
         }
 
     def to_dict(self) -> dict[str, Any]:

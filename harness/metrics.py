@@ -21,6 +21,8 @@ Definitions (PROTOCOL.md section 4):
   ``TextImageCosineMean``: the mean of that cosine; ``GateByCosineQ1`` .. ``GateByCosineQ4``: the mean gate of each
   quarter of the round's dialogues ordered by cosine (Q1 the lowest; null in a quarter left empty by fewer than four
   dialogues), so the shape of the relation shows, not only its linear part.
+- ``TiedTargets`` (retrievers that report ties, as the harness's ranking does): per round, the percentage of dialogues
+  whose target scored exactly as some other image (the stable tie rule of ``harness.ranking`` placed it).
 """
 
 from __future__ import annotations
@@ -128,6 +130,17 @@ class _HasSides(Protocol):
     ranks: Sequence[int]
     side_ranks: Mapping[str, Sequence[int]]
     side_values: Mapping[str, Sequence[float]]
+    tied: Sequence[bool]
+
+
+def run_metrics(records: Sequence[_HasSides]) -> dict[str, Any]:
+    """Every metric of a run's finished records: the rank metrics, the side metrics and ``TiedTargets``."""
+    metrics = compute_metrics([record.ranks for record in records])
+    metrics.update(side_metrics(records))
+    if records and all(len(record.tied) == len(record.ranks) for record in records):
+        metrics["TiedTargets"] = (100.0 * np.asarray([record.tied for record in records], dtype=np.float64)
+                                  .mean(axis=0)).tolist()
+    return metrics
 
 
 def side_metrics(records: Sequence[_HasSides]) -> dict[str, Any]:

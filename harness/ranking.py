@@ -1,70 +1,119 @@
 """Exact target ranks over the whole search space without sorting it.
 
-Tie rule: the rank of the target is the number of images scoring STRICTLY higher, so an image tied with the target
-never pushes it down (ties resolve in the target's favour). A target scoring NaN or infinity is an error
-(``NonFiniteScores``), never a rank. The public ChatIR code takes a full argsort instead, whose
-order among exactly equal scores is arbitrary; for distinct scores both give the same 0-based rank.
+Scores are dot products computed in float32, whatever the encoders' dtype (in float16 or bfloat16 a fifth to two
+fifths of random queries meet a tie at the target). Tie rule (``TIE_RULE``, part of every run's identity): the rank
+of the target is its position in a STABLE descending sort of the scores, i.e. the number of images scoring strictly
+higher plus the number of images scoring exactly the same that come earlier in the search space. The public ChatIR
+code's argsort gives the same rank whenever scores are distinct. A query whose scores are all equal (a constant or
+zero embedding) or not all finite cannot be ranked: its failure reason is returned instead of a rank, never a hit.
 
     >>> scores = torch.tensor([[0.1, 0.9, 0.5], [0.3, 0.3, 0.2]])
-    >>> ranks_from_scores(scores, [2, 1])
-    [1, 0]
+    >>> ranking = ranks_from_scores(scores, [2, 1])
+    >>> ranking.ranks, ranking.tied
+    ((1, 1), (False, True))
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import torch
 
-from harness.errors import HarnessError
+from harness.config import TIE_RULE
+from harness.types import RankBatch
+
+__all__ = ["TIE_RULE", "Ranking", "argsort_ranks", "rank_targets", "ranks_from_scores"]
+DEFAULT_CHUNK = 128  # queries per score-matrix product
+UNRANKED = -1  # the rank placeholder of a query that could not be ranked
 
 
-class NonFiniteScores(HarnessError):
-    """A target scored NaN or infinity (a NaN never compares higher, so its rank would read as a perfect 0).
-    ``rows``: the query rows of the batch concerned, for the caller to name the dialogues."""
+@dataclass(frozen=True)
+class Ranking:
+    """Per query: the target's 0-based rank (``UNRANKED`` where it failed), whether another image scored exactly
+    the target's score, and why a query could not be ranked (None where it could)."""
 
-    def __init__(self, rows: Sequence[int]) -> None:
-        self.rows = tuple(rows)
-        super().__init__(
-            f"non-finite scores (NaN or inf) for the target of query rows {list(self.rows[:10])}: the query or the "
-            "target image embedding is not finite (an fp16 overflow? try dtype=bfloat16 or float32)"
-        )
+    ranks: tuple[int, ...]
+    tied: tuple[bool, ...]
+    failures: tuple[str | None, ...]
+
+    @property
+    def failed(self) -> Mapping[int, str]:
+        """Row -> reason, for the rows that could not be ranked."""
+        return {row: reason for row, reason in enumerate(self.failures) if reason is not None}
+
+    def batch(self, **sides: Mapping[str, tuple]) -> RankBatch:
+        """This ranking as a retriever's answer (``sides``: ``side_ranks``, ``side_values``)."""
+        return RankBatch(ranks=self.ranks, tied=self.tied, failures=self.failed, **sides)
+
+    def __add__(self, other: Ranking) -> Ranking:
+        return Ranking(self.ranks + other.ranks, self.tied + other.tied, self.failures + other.failures)
 
 
-def ranks_from_scores(scores: torch.Tensor, target_indices: Sequence[int]) -> list[int]:
-    """0-based target rank per row of a (queries x images) score matrix."""
+def ranks_from_scores(scores: torch.Tensor, target_indices: Sequence[int]) -> Ranking:
+    """The ranking of each row of a (queries x images) score matrix; see the module doc for the rule."""
+    scores = scores.to(torch.float32)
     targets = torch.as_tensor(list(target_indices), device=scores.device, dtype=torch.long).unsqueeze(1)
     target_scores = scores.gather(1, targets)
-    finite = torch.isfinite(target_scores).squeeze(1)
-    if not bool(finite.all()):
-        raise NonFiniteScores(torch.nonzero(~finite).squeeze(1).tolist())
     # int32 accumulation is about 4x faster than the default int64 on CPU; 2**31 images is no practical limit.
-    return torch.sum(scores > target_scores, dim=1, dtype=torch.int32).tolist()
+    higher = torch.sum(scores > target_scores, dim=1, dtype=torch.int32)
+    equal = torch.sum(scores == target_scores, dim=1, dtype=torch.int32) - 1  # the target equals itself
+    tied_rows = torch.nonzero(equal > 0).squeeze(1)
+    if len(tied_rows):  # rare in float32: only those rows pay for counting the tied images that come earlier
+        earlier = torch.arange(scores.shape[1], device=scores.device).unsqueeze(0) < targets[tied_rows]
+        tied_earlier = torch.sum((scores[tied_rows] == target_scores[tied_rows]) & earlier, dim=1, dtype=torch.int32)
+        higher = higher.index_add(0, tied_rows, tied_earlier)
+    low, high = torch.aminmax(scores, dim=1)
+    failures = [_failure(float(lowest), float(highest)) for lowest, highest in zip(low.tolist(), high.tolist())]
+    ranks = [UNRANKED if failure else rank for rank, failure in zip(higher.tolist(), failures)]
+    tied = [bool(count > 0) and failure is None for count, failure in zip(equal.tolist(), failures)]
+    return Ranking(tuple(ranks), tuple(tied), tuple(failures))
 
 
-def target_ranks(
+def rank_targets(
     queries: torch.Tensor,
     images: torch.Tensor,
     target_indices: Sequence[int],
-    chunk_size: int = 128,
-) -> list[int]:
-    """Rank ``images`` (N x D) for each query (B x D) by dot product; one matrix product per chunk of queries."""
+    chunk_size: int = DEFAULT_CHUNK,
+) -> Ranking:
+    """Rank ``images`` (N x D) for each query (B x D) by float32 dot product; one matrix product per chunk of
+    queries, so memory stays at ``chunk_size`` x N scores."""
     if queries.shape[-1] != images.shape[-1]:
         raise ValueError(f"query width {queries.shape[-1]} does not match image width {images.shape[-1]}")
-    queries = queries.to(device=images.device, dtype=images.dtype)
-    ranks: list[int] = []
+    images = images.to(torch.float32)
+    queries = queries.to(device=images.device, dtype=torch.float32)
+    ranking = Ranking((), (), ())
     for start in range(0, queries.shape[0], chunk_size):
         scores = queries[start : start + chunk_size] @ images.T
-        try:
-            ranks.extend(ranks_from_scores(scores, target_indices[start : start + chunk_size]))
-        except NonFiniteScores as error:
-            raise NonFiniteScores([start + row for row in error.rows]) from None
+        ranking += ranks_from_scores(scores, target_indices[start : start + chunk_size])
+    return ranking
+
+
+def argsort_ranks(
+    queries: torch.Tensor, images: torch.Tensor, target_indices: Sequence[int], chunk_size: int = 32
+) -> list[int]:
+    """The reference: each target's position in a stable descending argsort of the same float32 products, chunk by
+    chunk (a full argsort holds 8 bytes of indices per score)."""
+    images = images.to(torch.float32)
+    queries = queries.to(device=images.device, dtype=torch.float32)
+    ranks: list[int] = []
+    for start in range(0, queries.shape[0], chunk_size):
+        ranks += argsort_from_scores(queries[start : start + chunk_size] @ images.T,
+                                     target_indices[start : start + chunk_size])
     return ranks
 
 
-def argsort_ranks(queries: torch.Tensor, images: torch.Tensor, target_indices: Sequence[int]) -> list[int]:
-    """The public code's method (full descending argsort per query), kept as the benchmark's reference."""
-    scores = queries.to(device=images.device, dtype=images.dtype) @ images.T
-    order = torch.argsort(scores, dim=1, descending=True)
-    targets = torch.as_tensor(list(target_indices), device=images.device).unsqueeze(1)
+def argsort_from_scores(scores: torch.Tensor, target_indices: Sequence[int]) -> list[int]:
+    order = torch.argsort(scores.to(torch.float32), dim=1, descending=True, stable=True)
+    targets = torch.as_tensor(list(target_indices), device=scores.device).unsqueeze(1)
     return (order == targets).nonzero()[:, 1].tolist()
+
+
+def _failure(lowest: float, highest: float) -> str | None:
+    if not (math.isfinite(lowest) and math.isfinite(highest)):  # aminmax propagates NaN
+        return ("the query's scores are not all finite (NaN or inf): the query or an image embedding is not finite "
+                "(an fp16 overflow? try dtype=bfloat16 or float32)")
+    if lowest == highest:
+        return "every image scores the same for this query (a constant or zero query embedding?): it ranks nothing"
+    return None

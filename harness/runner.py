@@ -38,9 +38,8 @@ from harness.config import RunSpec
 from harness.devices import resolve_device
 from harness.errors import ConfigError, DataError, HarnessError
 from harness.executors import Executor, make_executor
-from harness.metrics import compute_metrics, side_metrics
+from harness.metrics import run_metrics
 from harness.protocols import DialogueSource, Retriever, RunContext, TurnFailure
-from harness.ranking import NonFiniteScores
 from harness.registry import REGISTRY, ComponentRecord
 from harness.sources import LiveSource, ReplaySource
 from harness.store import RunStore, describe_differences
@@ -116,6 +115,7 @@ def evaluate_chunk(
     ranks: dict[str, list[int]] = {dialogue.dialogue_id: [] for dialogue in dialogues}
     side_ranks: dict[str, dict[str, list[int]]] = {dialogue.dialogue_id: {} for dialogue in dialogues}
     side_values: dict[str, dict[str, list[float]]] = {dialogue.dialogue_id: {} for dialogue in dialogues}
+    tied: dict[str, list[bool]] = {dialogue.dialogue_id: [] for dialogue in dialogues}
     failures: dict[str, str] = {}
     running = list(dialogues)
     for round_ in range(rounds + 1):
@@ -134,13 +134,14 @@ def evaluate_chunk(
             if not running:
                 break
         states = [_state(dialogue, turns, target_positions, round_, query_mode) for dialogue in running]
-        try:
-            batch = retriever.rank(states)
-        except NonFiniteScores as error:
-            named = ", ".join(running[row].dialogue_id for row in error.rows[:10])
-            raise HarnessError(f"round {round_}, dialogues {named}: {error}") from None
+        batch = retriever.rank(states)
         _check_length("retriever", batch.ranks, states)
+        if batch.tied:
+            _check_length("retriever's tied flags", batch.tied, states)
         for position, (dialogue, rank) in enumerate(zip(running, batch.ranks)):
+            if position in batch.failures:
+                failures[dialogue.dialogue_id] = f"round {round_}: {batch.failures[position]}"
+                continue
             if not 0 <= rank < search_space_size:
                 raise HarnessError(
                     f"retriever returned rank {rank} for dialogue {dialogue.dialogue_id} round {round_}; "
@@ -151,6 +152,11 @@ def evaluate_chunk(
                 side_ranks[dialogue.dialogue_id].setdefault(name, []).append(int(values[position]))
             for name, floats in batch.side_values.items():
                 side_values[dialogue.dialogue_id].setdefault(name, []).append(float(floats[position]))
+            if batch.tied:
+                tied[dialogue.dialogue_id].append(bool(batch.tied[position]))
+        running = [dialogue for position, dialogue in enumerate(running) if position not in batch.failures]
+        if not running:
+            break
     return [
         RunRecord(
             dialogue_id=dialogue.dialogue_id,
@@ -161,6 +167,7 @@ def evaluate_chunk(
             dialog=tuple(turns[dialogue.dialogue_id]) if source.records_dialog else None,
             status="failed" if dialogue.dialogue_id in failures else "ok",
             error=failures.get(dialogue.dialogue_id),
+            tied=tuple(tied[dialogue.dialogue_id]),
         )
         for dialogue in dialogues
     ]
@@ -330,8 +337,7 @@ def _finish(store: RunStore, dialogues: Sequence[Dialogue], evaluated: int, reus
         raise HarnessError(f"{len(missing)} dialogues have no record in {store.ranks_path} (first: {missing[:5]})")
     metrics: dict[str, Any] = {}
     if succeeded:
-        metrics = compute_metrics([record.ranks for record in succeeded])
-        metrics.update(side_metrics(succeeded))
+        metrics = run_metrics(succeeded)
     metrics.update({"dialogues": len(succeeded), "failed_dialogues": [record.dialogue_id for record in failed]})
     store.write_metrics(metrics)
     reasons = Counter(record.error or "no reason recorded" for record in failed)

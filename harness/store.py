@@ -17,7 +17,7 @@ from typing import Any
 
 from harness.atomic import atomic_write_text
 from harness.errors import ConfigError, DataError
-from harness.types import RunRecord
+from harness.types import RunRecord, parse_ranks
 
 MANIFEST = "manifest.json"
 RANKS = "ranks.jsonl"
@@ -75,8 +75,9 @@ class RunStore:
         self._drop_torn_last_line()
         return True
 
-    def records(self) -> list[RunRecord]:
-        """Every record, the last one per dialogue winning (a failed dialogue retried on resume is superseded)."""
+    def records(self, search_space: int | None = None) -> list[RunRecord]:
+        """Every record, the last one per dialogue winning (a failed dialogue retried on resume is superseded);
+        with ``search_space`` (its size) every rank is checked to lie in it."""
         latest: dict[str, RunRecord] = {}
         if not self.ranks_path.is_file():
             return []
@@ -90,6 +91,11 @@ class RunStore:
                     if not line.endswith("\n"):
                         break  # a line torn by a crash mid-write; the next open() removes it
                     raise DataError(self.ranks_path, f"line {line_number} is not a run record: {error}") from None
+                if search_space is not None:
+                    try:
+                        parse_ranks(list(record.ranks), search_space)
+                    except (TypeError, ValueError) as error:
+                        raise DataError(self.ranks_path, f"line {line_number}: {error}", field="ranks") from None
                 latest[record.dialogue_id] = record
         return list(latest.values())
 

@@ -13,9 +13,10 @@ from typing import Any
 ROUND_METRICS = ("Hits@1", "Hits@5", "Hits@10")
 # Printed when a run has them: fused runs (DAR, ADaFuSE) carry degradation, learned fusion its mean gate.
 FUSION_METRICS = ("Degradation", "RankDrop", "GateMean")
+DIAGNOSTICS = ("TiedTargets",)
 
 
-def format_round_table(metrics: Mapping[str, Any], names: Sequence[str] = ROUND_METRICS + FUSION_METRICS) -> str:
+def format_round_table(metrics: Mapping[str, Any], names: Sequence[str] = ROUND_METRICS + FUSION_METRICS + DIAGNOSTICS) -> str:
     """One row per metric of ``names`` the run has, one column per round (``-`` where a round has no value)."""
     rows = [(name, metrics[name]) for name in names if isinstance(metrics.get(name), list)]
     if not rows:

@@ -133,11 +133,14 @@ class DialogueState:
 class RankBatch:
     """A retriever's answer for a batch of states: the target's 0-based rank per state, plus named side ranks
     (``text_only`` for fused retrievers) and named per-state diagnostics (``gate``, ``text_image_cosine`` for learned
-    fusion), each aligned with ``ranks``."""
+    fusion), each aligned with ``ranks``. A state listed in ``failures`` has no rank: its dialogue fails with the
+    reason given (the harness's ranking reports constant and non-finite scores so)."""
 
     ranks: tuple[int, ...]
     side_ranks: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
     side_values: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
+    tied: tuple[bool, ...] = ()  # per state, whether another image scored exactly the target's score (optional)
+    failures: Mapping[int, str] = field(default_factory=dict)  # position -> why that state could not be ranked
 
 
 @dataclass(frozen=True)
@@ -152,6 +155,7 @@ class RunRecord:
     dialog: tuple[str, ...] | None = None
     status: str = "ok"
     error: str | None = None
+    tied: tuple[bool, ...] = ()  # per round, where the retriever reports it
 
     def to_json(self) -> str:
         payload: dict[str, Any] = {
@@ -164,6 +168,8 @@ class RunRecord:
             payload["side_ranks"] = {name: list(values) for name, values in self.side_ranks.items()}
         if self.side_values:
             payload["side_values"] = {name: list(values) for name, values in self.side_values.items()}
+        if self.tied:
+            payload["tied"] = list(self.tied)
         if self.dialog is not None:
             payload["dialog"] = list(self.dialog)
         if self.error is not None:
@@ -176,13 +182,29 @@ class RunRecord:
         return cls(
             dialogue_id=str(payload["dialogue_id"]),
             target=payload["target"],
-            ranks=tuple(int(rank) for rank in payload["ranks"]),
+            ranks=parse_ranks(payload["ranks"]),
             side_ranks={name: tuple(values) for name, values in payload.get("side_ranks", {}).items()},
             side_values={name: tuple(values) for name, values in payload.get("side_values", {}).items()},
             dialog=tuple(payload["dialog"]) if "dialog" in payload else None,
             status=payload.get("status", "ok"),
             error=payload.get("error"),
+            tied=tuple(bool(value) for value in payload.get("tied", ())),
         )
+
+
+def parse_ranks(values: Any, limit: int | None = None) -> tuple[int, ...]:
+    """Stored ranks as they must be: a list of 0-based integers, below ``limit`` (the search-space size) when it is
+    known. TypeError or ValueError says which entry is wrong (never rounded or clamped: 1.5 or -1 is an error, not a
+    rank)."""
+    if not isinstance(values, list):
+        raise TypeError(f"ranks must be a list of integers, not {type(values).__name__}")
+    for round_, value in enumerate(values):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"rank {value!r} of round {round_} is not an integer")
+        if value < 0 or (limit is not None and value >= limit):
+            bound = f"0..{limit - 1}" if limit is not None else "0 or more"
+            raise ValueError(f"rank {value} of round {round_} is outside the search space ({bound})")
+    return tuple(values)
 
 
 def batched(items: Sequence[Any], size: int) -> list[Sequence[Any]]:

@@ -1,4 +1,5 @@
-"""Retrievers with exactly known output, for tests and for checking an install in seconds.
+"""The reference retrievers: exactly known output (oracle) and chance (random), for lower and upper bounds, tests and
+checking an install in seconds.
 
     harness run --retriever oracle --benchmark visdial-val --data-dir DATA --out runs/oracle
     harness run --retriever oracle --retriever-arg rule="max(0, 20 - 3*round)" ...
@@ -21,7 +22,7 @@ import numpy as np
 from harness.errors import ConfigError, DataError
 from harness.hashing import derive_seed
 from harness.protocols import RunContext
-from harness.types import DialogueState, RankBatch, SearchSpace
+from harness.types import DialogueState, RankBatch, SearchSpace, parse_ranks
 
 _ALLOWED_CALLS = {"max": max, "min": min, "abs": abs}
 _ALLOWED_NODES = (
@@ -54,12 +55,13 @@ class RankRule:
 
 
 class OracleRetriever:
-    """Places each target at the rank a rule or a rank file says (clamped into the search space)."""
+    """Places each target at the rank a rule or a rank file says; a rank outside the search space (or not an
+    integer) is an error naming the rule, or the file, line and field, never clamped."""
 
     def __init__(self, rule: RankRule | None, rank_file: Path | None) -> None:
         self.rule = rule
         self.rank_file = rank_file
-        self._file_ranks = _read_rank_file(rank_file) if rank_file is not None else {}
+        self._file_ranks, self._lines = _read_rank_file(rank_file) if rank_file is not None else ({}, {})
         self._size = 0
 
     def identity(self) -> Mapping[str, Any]:
@@ -67,15 +69,24 @@ class OracleRetriever:
 
     def prepare(self, search_space: SearchSpace, context: RunContext) -> None:
         self._size = len(search_space)
+        for dialogue_id, ranks in self._file_ranks.items():
+            try:
+                parse_ranks(list(ranks), self._size)
+            except (TypeError, ValueError) as error:
+                raise DataError(self.rank_file, f"line {self._lines[dialogue_id]}: {error} of "
+                                f"{self._size} images", field="ranks") from None
 
     def rank(self, states: Sequence[DialogueState]) -> RankBatch:
         ranks = []
         for state in states:
             if self.rule is not None:
                 rank = self.rule(state.round, _index_of(state.dialogue_id))
+                if not 0 <= rank < self._size:
+                    raise ConfigError(f"oracle rule {self.rule.text!r} gives rank {rank} at round {state.round} "
+                                      f"(dialogue {state.dialogue_id}), outside the search space of {self._size}")
             else:
                 rank = self._from_file(state)
-            ranks.append(min(max(rank, 0), self._size - 1))
+            ranks.append(rank)
         return RankBatch(ranks=tuple(ranks))
 
     def _from_file(self, state: DialogueState) -> int:
@@ -130,20 +141,26 @@ def _index_of(dialogue_id: str) -> int:
     return int(dialogue_id) if dialogue_id.isdigit() else 0
 
 
-def _read_rank_file(path: Path) -> dict[str, list[int]]:
-    """A JSON-lines file of ``{"dialogue_id": ..., "ranks": [...]}`` (a run's ``ranks.jsonl`` qualifies)."""
+def _read_rank_file(path: Path) -> tuple[dict[str, list[int]], dict[str, int]]:
+    """A JSON-lines file of ``{"dialogue_id": ..., "ranks": [...]}`` (a run's ``ranks.jsonl`` qualifies): the ranks
+    by dialogue id (the last line of an id wins, as in a run directory), and the line each came from."""
     ranks: dict[str, list[int]] = {}
+    lines_of: dict[str, int] = {}
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as error:
         raise ConfigError(f"cannot read rank file {path}: {error.strerror}") from None
-    for number, line in enumerate(lines):
+    for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
             payload = json.loads(line)
-            ranks[str(payload["dialogue_id"])] = [int(rank) for rank in payload["ranks"]]
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
-            field = "ranks" if isinstance(error, (KeyError, TypeError, ValueError)) else None
-            raise DataError(path, f"not a rank record ({error})", record=number, field=field) from None
-    return ranks
+            dialogue_id = str(payload["dialogue_id"])
+        except (json.JSONDecodeError, KeyError, TypeError) as error:
+            raise DataError(path, f"line {number} is not a rank record ({error})") from None
+        try:
+            ranks[dialogue_id] = list(parse_ranks(payload.get("ranks")))
+        except (TypeError, ValueError) as error:
+            raise DataError(path, f"line {number}: {error}", field="ranks") from None
+        lines_of[dialogue_id] = number
+    return ranks, lines_of

@@ -248,14 +248,14 @@ def measure_ranking(queries: int, images: int, dim: int, device: str) -> StageFi
     """Exact ranks of ``queries`` random queries against ``images`` random embeddings (one round's ranking)."""
     import torch
 
-    from harness.ranking import target_ranks
+    from harness.ranking import rank_targets
 
     generator = torch.Generator().manual_seed(0)
     query_matrix = torch.nn.functional.normalize(torch.randn(queries, dim, generator=generator), dim=1).to(device)
     image_matrix = torch.nn.functional.normalize(torch.randn(images, dim, generator=generator), dim=1).to(device)
     targets = torch.randint(images, (queries,), generator=generator).tolist()
-    target_ranks(query_matrix[:8], image_matrix, targets[:8])  # warm-up
-    seconds, _ = timed(lambda: target_ranks(query_matrix, image_matrix, targets), device)
+    rank_targets(query_matrix[:8], image_matrix, targets[:8])  # warm-up
+    seconds, _ = timed(lambda: rank_targets(query_matrix, image_matrix, targets), device)
     return StageFigure("ranking", "queries", queries, seconds)
 
 

@@ -2,7 +2,7 @@
 
     schedule = FusionSchedule.paper()                       # (0.7, 0.3) for rounds 0-1, then (0.5, 0.5)
     queries = fuse(text, images, [schedule.weights(r) for r in rounds], schedule.mode)
-    ranks = target_ranks(queries, search_space_matrix, targets)
+    ranks = rank_targets(queries, search_space_matrix, targets).ranks
 
 Both variants reduce to one fused query vector per dialogue, ranked by one matrix product:
 - ``embedding`` (paper): F = a E(S_t) + b sum_k E(I_k), ranked by cosine; dividing F by its norm scales all of

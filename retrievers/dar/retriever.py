@@ -47,7 +47,7 @@ from harness.hashing import sha256_file, stable_hash
 from harness.image_cache import ImageCache
 from harness.images import load_rgb
 from harness.protocols import RunContext
-from harness.ranking import target_ranks
+from harness.ranking import rank_targets
 from harness.types import DialogueState, RankBatch, SearchSpace, batched
 from harness.vector_cache import VectorCache
 from retrievers.dar.diffusion import DiffusionGenerator, DiffusionSettings
@@ -276,11 +276,12 @@ class DARRetriever:
         image_embeddings = self._image_embeddings(states, [caption[-1] for caption in captions])
         fused = self.fuser.fuse(text_embeddings, image_embeddings, [state.round for state in states])
         targets = [state.target_index for state in states]
-        batch = RankBatch(
-            ranks=tuple(target_ranks(fused.queries, self.base.index, targets)),
-            side_ranks={"text_only": tuple(target_ranks(text_embeddings, self.base.index, targets))},
-            side_values=dict(fused.side_values),
-        )
+        ranking = rank_targets(fused.queries, self.base.index, targets)
+        text_only = rank_targets(text_embeddings, self.base.index, targets)
+        failures = {**{row: f"text-only query: {reason}" for row, reason in text_only.failed.items()},
+                    **ranking.failed}
+        batch = RankBatch(ranks=ranking.ranks, side_ranks={"text_only": text_only.ranks},
+                          side_values=dict(fused.side_values), tied=ranking.tied, failures=failures)
         usage = self.usage()
         log.debug("DAR so far: %d images drawn, %d image cache hits, %d LLM calls", usage["images_generated"],
                   usage["image_cache_hits"], usage["llm_calls"], extra={USAGE_FIELD: usage})

@@ -26,7 +26,7 @@ from harness.embedding_cache import EmbeddingCache
 from harness.errors import ConfigError, HarnessError
 from harness.images import load_rgb
 from harness.protocols import RunContext
-from harness.ranking import target_ranks
+from harness.ranking import rank_targets
 from harness.types import DialogueState, RankBatch, SearchSpace, batched
 from retrievers.dual_encoders.encoders import DTYPES, DualEncoder
 from retrievers.dual_encoders.loading import EncoderSettings, load_encoder
@@ -101,7 +101,7 @@ class DualEncoderRetriever:
             description=f"indexing search space ({self.preset})",
             progress=context.progress,
         )
-        self._images = torch.from_numpy(matrix).to(device)
+        self._images = torch.from_numpy(matrix).to(device=device, dtype=torch.float32)  # scores are float32
 
     @property
     def index(self) -> torch.Tensor | None:
@@ -118,8 +118,7 @@ class DualEncoderRetriever:
             return RankBatch(ranks=())
         texts = [state.query_text for state in states]
         queries = torch.cat([encoder.encode_texts(chunk) for chunk in batched(texts, self.batch_size)])
-        ranks = target_ranks(queries, self._images, [state.target_index for state in states])
-        return RankBatch(ranks=tuple(ranks))
+        return rank_targets(queries, self._images, [state.target_index for state in states]).batch()
 
     def _loaded(self) -> DualEncoder:
         if self.encoder is None:

@@ -1,6 +1,7 @@
 """End-to-end runs through the CLI with the shipped fake retrievers: exactly known metrics, resume, errors."""
 
 import json
+import re
 
 import pytest
 from click.testing import CliRunner
@@ -110,3 +111,19 @@ def test_a_bad_device_is_refused_before_the_run_directory_is_made(small_benchmar
                            "--device", "tpu")
     assert code == 2 and "unknown device 'tpu'" in output
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(("rank", "message"), [(99999, r"rank 99999 of round 0 is outside the search space \(0..39\)"),
+                                               (1.5, "rank 1.5 of round 0 is not an integer")])
+def test_metrics_refuses_ranks_the_search_space_cannot_hold(small_benchmark, tmp_path, rank, message):
+    assert run_cli("run", "--retriever", "oracle", *benchmark_args(small_benchmark, tmp_path / "run"))[0] == 0
+    ranks_file = tmp_path / "run" / "ranks.jsonl"
+    lines = ranks_file.read_text().splitlines()
+    record = json.loads(lines[2])
+    record["ranks"][0] = rank
+    lines[2] = json.dumps(record)
+    ranks_file.write_text("\n".join(lines) + "\n")
+    result = CliRunner().invoke(main, ["metrics", str(tmp_path / "run")])
+    assert result.exit_code == 2
+    assert f"{ranks_file}, field 'ranks': line 3: " in result.output or f"{ranks_file}: line 3" in result.output
+    assert re.search(message, result.output), result.output
