@@ -37,7 +37,10 @@ RUN_PATH = click.Path(path_type=Path, file_okay=False, exists=True)
               help="Bootstrap resamples of the dialogues for confidence intervals and curve bands.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the permutations and the bootstrap.")
 @click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05, show_default=True,
-              help="Significance level after Holm's correction (bold verdicts and superscript letters).")
+              help="Significance level after the correction (bold verdicts and superscript letters).")
+@click.option("--correction", type=click.Choice(["holm", "bh"]), default="holm", show_default=True,
+              help="Multiple-comparison correction: Holm (family-wise error) or Benjamini-Hochberg (false discovery "
+                   "rate).")
 def report(
     runs: tuple[Path, ...],
     out: Path,
@@ -49,6 +52,7 @@ def report(
     bootstrap: int,
     seed: int,
     alpha: float,
+    correction: str,
 ) -> None:
     """Compare RUN directories (same benchmark files, same dialogues) with significance tests; write tables,
     plots and CSV files into --out."""
@@ -57,7 +61,7 @@ def report(
     from reports.runs import load_runs
 
     settings = ReportSettings(metrics=metrics, baseline=baseline, primary=primary, permutations=permutations,
-                              bootstrap=bootstrap, seed=seed, alpha=alpha)
+                              bootstrap=bootstrap, seed=seed, alpha=alpha, correction=correction)
     comparison = compare_runs(load_runs(list(runs), list(names) or None), settings)
     for warning in comparison.warnings:
         click.echo(f"warning: {warning}", err=True)

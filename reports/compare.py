@@ -9,15 +9,20 @@ Per benchmark (runs grouped and paired by ``reports.runs.pair_runs``):
 
 - Values: per-round accumulated ``Hits@10`` (and the requested ``Hits@k``/``Recall@k``), per-round ``Recall@10``,
   ``MRR`` and ``MedR`` from ``harness.metrics.compute_metrics``, and ``BRI`` (whole dialogue, and per round as the
-  BRI of rounds 0..t: ``running_bri``). Percentile bootstrap intervals of
-  every mean come from one set of resampled dialogues shared by all systems (so intervals of differences are
-  paired). ``MedR`` is a median and gets no interval and no test.
-- Primary endpoint, one test per compared pair, Holm across the pairs: accumulated Hits@10 at the last round with
+  BRI of rounds 0..t: ``running_bri``). A system's own Hits@k and Recall@k (proportions of dialogues) get exact
+  Clopper-Pearson intervals; percentile bootstrap intervals of every other mean, and of every difference, come from
+  one set of resampled dialogues shared by all systems (so intervals of differences are paired). ``MedR`` is a
+  median and gets no interval and no test.
+- Corrections (``correction``): Holm (family-wise error rate, the default) or Benjamini-Hochberg (false discovery
+  rate); below, "corrected" means the chosen one. A Monte Carlo p-value too close to alpha to call (its 99% interval,
+  corrected, contains alpha) is an undecided verdict, never a significant one.
+- Primary endpoint, one test per compared pair, corrected across the pairs: accumulated Hits@10 at the last round with
   the exact McNemar test (``--primary last-round``), or the per-dialogue area under the accumulated Hits@10 curve
   (mean over rounds of the dialogue's 0/1 hit indicator) with the paired randomization test (``--primary auc``).
-- Rank measures, Holm across the pairs per measure: MRR at the last round and per-dialogue BRI, paired randomization.
+- Rank measures, corrected across the pairs per measure: MRR at the last round and per-dialogue BRI, paired
+  randomization.
 - Secondary, per round: every per-round metric with per-dialogue values at every round (McNemar for the 0/1
-  Hits/Recall, randomization for reciprocal rank), Holm across the rounds of each pair and metric.
+  Hits/Recall, randomization for reciprocal rank), corrected across the rounds of each pair and metric.
 - Pairs: every pair of systems, or each system against ``baseline`` only.
 """
 
@@ -35,11 +40,14 @@ from harness.errors import HarnessError
 from harness.metrics import best_rank_so_far, compute_metrics
 from reports.runs import TEXT_ONLY, LoadedRun, PairedRuns, pair_runs
 from reports.statistics import (
+    CORRECTIONS,
     bootstrap_means,
-    holm,
     mcnemar_exact,
+    monte_carlo_interval,
     paired_permutation_test,
     percentile_interval,
+    permutations_to_settle,
+    proportion_interval,
 )
 
 PRIMARY_CHOICES = ("last-round", "auc")
@@ -49,6 +57,11 @@ LOWER_IS_BETTER = {"MedR", "BRI"}
 _METRIC_PATTERN = re.compile(r"^(Hits|Recall)@([1-9][0-9]*)$")
 
 MCNEMAR = "exact McNemar"
+CORRECTION_NAMES = {"holm": "Holm", "bh": "Benjamini-Hochberg"}
+CORRECTION_TEXT = {
+    "holm": "Holm's step-down correction (controls the family-wise error rate)",
+    "bh": "Benjamini-Hochberg's step-up correction (controls the false discovery rate)",
+}
 PERMUTATION = "paired randomization"
 
 
@@ -64,8 +77,11 @@ class ReportSettings:
     seed: int = 0
     alpha: float = 0.05
     confidence: float = 0.95
+    correction: str = "holm"
 
     def __post_init__(self) -> None:
+        if self.correction not in CORRECTIONS:
+            raise HarnessError(f"correction must be one of {', '.join(CORRECTIONS)}, got {self.correction!r}")
         if self.primary not in PRIMARY_CHOICES:
             raise HarnessError(f"primary endpoint must be one of {', '.join(PRIMARY_CHOICES)}, got {self.primary!r}")
         for metric in self.metrics:
@@ -118,7 +134,8 @@ class PairTest:
     (percentage points for Hits/Recall), with its paired bootstrap interval. ``a_only``/``b_only``: McNemar's
     discordant counts (dialogues only A / only B got right). ``permutations``: the sign vectors a randomization
     test used (all 2^n when ``test`` says exact). ``better``: the significantly better system after correction,
-    else None."""
+    else None (also when the verdict is ``undecided``: its Monte Carlo p-value's 99% interval, corrected, holds
+    alpha)."""
 
     benchmark: str
     family: str  # "primary", "rank" or "per-round"
@@ -137,6 +154,9 @@ class PairTest:
     b_only: int | None = None
     permutations: int | None = None
     better: str | None = None
+    p_error: float = 0.0  # Monte Carlo standard error of p_value (0 when the p-value is exact)
+    undecided: bool = False  # the Monte Carlo interval of p_adjusted contains alpha: no verdict either way
+    permutations_needed: int | None = None  # random permutations that would settle an undecided verdict
 
 
 @dataclass(frozen=True)
@@ -292,6 +312,9 @@ def _compare_benchmark(paired: PairedRuns, settings: ReportSettings) -> Benchmar
             if metric == "MedR":
                 nan = np.full(rounds, np.nan)
                 curves[metric][system] = Curve(values, nan, nan.copy())
+            elif _is_proportion(metric):
+                low, high = _proportion_band(columns[(system, metric)], settings.confidence)
+                curves[metric][system] = Curve(values, low, high)
             else:
                 low, high = percentile_interval(boot_of(system, metric), settings.confidence)
                 curves[metric][system] = Curve(values, low, high)
@@ -301,28 +324,31 @@ def _compare_benchmark(paired: PairedRuns, settings: ReportSettings) -> Benchmar
     for system in systems:
         for metric in summary_metrics:
             column = _summary_column(metric, rounds)
-            samples = boot_of(system, metric)[:, column]
-            low, high = percentile_interval(samples, settings.confidence)
+            if _is_proportion(metric):
+                low, high = _proportion_band(columns[(system, metric)][:, column:column + 1], settings.confidence)
+            else:
+                low, high = percentile_interval(boot_of(system, metric)[:, column], settings.confidence)
             value = _summary_value(computed[system], columns[(system, metric)], metric, rounds)
-            summary[metric][system] = Estimate(value, float(low), float(high))
+            summary[metric][system] = Estimate(value, float(np.squeeze(low)), float(np.squeeze(high)))
 
     tests: list[PairTest] = []
     pairs = pairs_to_compare(paired.benchmark, systems, settings.baseline)
-    correction_pairs = f"Holm across {len(pairs)} {'comparisons with the baseline' if settings.baseline else 'pairs'}"
+    name = CORRECTION_NAMES[settings.correction]
+    correction_pairs = f"{name} across {len(pairs)} {'comparisons with the baseline' if settings.baseline else 'pairs'}"
     for family, metrics in (("primary", [settings.primary_metric]), ("rank", summary_metrics[1:])):
         for metric in metrics:
             family_tests = []
             for a, b in pairs:
                 family_tests.append(_test(paired, settings, columns, boot_of, family, metric,
                                           _summary_round(metric, rounds), _summary_column(metric, rounds), a, b))
-            tests.extend(_holm_family(family_tests, correction_pairs, settings.alpha))
+            tests.extend(_correct_family(family_tests, correction_pairs, settings))
     for a, b in pairs:
         for metric in round_metrics:
             if metric == "MedR":
                 continue
             round_tests = [_test(paired, settings, columns, boot_of, "per-round", metric, round_, round_, a, b)
                            for round_ in range(rounds)]
-            tests.extend(_holm_family(round_tests, f"Holm across {rounds} rounds", settings.alpha))
+            tests.extend(_correct_family(round_tests, f"{name} across {rounds} rounds", settings))
 
     degradation = {}
     for system in systems:
@@ -345,6 +371,18 @@ def _compare_benchmark(paired: PairedRuns, settings: ReportSettings) -> Benchmar
         tests=tuple(tests),
         degradation=degradation,
     )
+
+
+def _is_proportion(metric: str) -> bool:
+    """Hits@k and Recall@k of one system: a proportion of dialogues (not the AUC, a mean of proportions)."""
+    return _METRIC_PATTERN.match(metric) is not None and not metric.endswith("-AUC")
+
+
+def _proportion_band(hits: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
+    """Clopper-Pearson interval per column of a (dialogues x rounds) matrix of 0/100 hit values, in points."""
+    successes = (hits > 0).sum(axis=0)
+    bounds = [proportion_interval(int(count), hits.shape[0], confidence) for count in successes]
+    return (100.0 * np.array([low for low, _ in bounds]), 100.0 * np.array([high for _, high in bounds]))
 
 
 def _summary_round(metric: str, rounds: int) -> int | None:
@@ -384,14 +422,16 @@ def _test(
     values_b = columns[(b, metric)][:, column]
     differences = values_a - values_b
     low, high = percentile_interval(boot_of(a, metric)[:, column] - boot_of(b, metric)[:, column], settings.confidence)
-    binary = _METRIC_PATTERN.match(metric) is not None and not metric.endswith("-AUC")
+    binary = _is_proportion(metric)
     a_only = b_only = permutations = None
+    p_error = 0.0
     if binary:
         result = mcnemar_exact(values_a > 0, values_b > 0)
         p_value, test, a_only, b_only = result.p_value, MCNEMAR, result.a_only, result.b_only
     else:
         randomization = paired_permutation_test(values_a, values_b, settings.permutations, settings.seed)
         p_value, permutations = randomization.p_value, randomization.permutations
+        p_error = randomization.standard_error
         test = f"{PERMUTATION} (exact)" if randomization.exact else PERMUTATION
     return PairTest(
         benchmark=paired.benchmark,
@@ -410,20 +450,27 @@ def _test(
         a_only=a_only,
         b_only=b_only,
         permutations=permutations,
+        p_error=p_error,
     )
 
 
-def _holm_family(tests: Sequence[PairTest], correction: str, alpha: float) -> list[PairTest]:
-    adjusted = holm([test.p_value for test in tests])
+def _correct_family(tests: Sequence[PairTest], correction: str, settings: ReportSettings) -> list[PairTest]:
+    """``settings.correction`` across ``tests``; a Monte Carlo verdict too close to alpha to call is undecided."""
+    adjusted = CORRECTIONS[settings.correction]([test.p_value for test in tests])
     corrected = []
     for test, p_adjusted in zip(tests, adjusted):
-        better = None
-        if p_adjusted < alpha and test.difference != 0:
+        better, undecided, needed = None, False, None
+        if test.p_error > 0 and test.p_value > 0:
+            scale = p_adjusted / test.p_value  # the correction's multiplier of this p-value
+            low, high = monte_carlo_interval(test.p_value, test.p_error)
+            if min(1.0, scale * low) <= settings.alpha <= min(1.0, scale * high):
+                undecided = True
+                needed = permutations_to_settle(test.p_value, settings.alpha, scale)
+        if p_adjusted < settings.alpha and test.difference != 0 and not undecided:
             a_wins = test.difference > 0 if test.metric not in LOWER_IS_BETTER else test.difference < 0
             better = test.system_a if a_wins else test.system_b
-        corrected.append(
-            PairTest(**{**test.__dict__, "p_adjusted": float(p_adjusted), "correction": correction, "better": better})
-        )
+        corrected.append(PairTest(**{**test.__dict__, "p_adjusted": float(p_adjusted), "correction": correction,
+                                     "better": better, "undecided": undecided, "permutations_needed": needed}))
     return corrected
 
 
@@ -452,10 +499,13 @@ def describe_methods(settings: ReportSettings, comparison: Comparison | None = N
         (f"Differences are mean(A - B) per dialogue, in percentage points for Hits and Recall, with paired percentile "
         f"bootstrap {settings.confidence:.0%} confidence intervals from {settings.bootstrap} resamples of the "
         f"dialogues (seed {settings.seed}); the same resamples give every system's interval and the curve bands."),
-        (f"Multiple comparisons: {comparisons}; Holm's correction across those comparisons for the primary endpoint "
-        "and for each rank measure. Per-round tests (McNemar for Hits@k and Recall@k, randomization for reciprocal "
-        "rank) are secondary and Holm-corrected across the rounds of each pair and metric. Significance at "
-        f"alpha = {settings.alpha} after correction."),
+        (f"Multiple comparisons: {comparisons}; {CORRECTION_TEXT[settings.correction]} across those comparisons "
+        "for the primary endpoint and for each rank measure. Per-round tests (McNemar for Hits@k and Recall@k, "
+        "randomization for reciprocal rank) are secondary and corrected the same way across the rounds of each pair "
+        f"and metric. Significance at alpha = {settings.alpha} after correction."),
+        ("Monte Carlo p-values are reported with their standard error sqrt(p (1 - p) / permutations); a verdict whose "
+        "99% interval of the corrected p-value contains alpha is marked undecided (neither significant nor not), "
+        "with the number of permutations that would settle it at the current estimate."),
         ("Superscript letters (as in ranx) name the systems a value is significantly better than. MedR is a median: "
         "no interval and no test. Lower is better for BRI and MedR."),
         ("Why never Wilcoxon on a binary outcome: the per-dialogue differences of a 0/1 outcome are only -1, 0 and "

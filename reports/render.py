@@ -37,7 +37,8 @@ from reports.tables import (
 RESULTS_COLUMNS = ("system", "benchmark", "round", "metric", "value", "ci_low", "ci_high")
 TESTS_COLUMNS = (
     "benchmark", "family", "metric", "round", "system_a", "system_b", "test", "difference", "ci_low", "ci_high",
-    "a_only", "b_only", "permutations", "p_value", "p_adjusted", "correction", "better",
+    "a_only", "b_only", "permutations", "p_value", "p_error", "p_adjusted", "correction", "better", "undecided",
+    "permutations_needed",
 )
 
 _CSS = """
@@ -117,10 +118,12 @@ def headline(comparison: Comparison) -> list[str]:
             label = metric_label(test.metric, test.round)
             discordant = (f"; discordant dialogues {test.a_only} only {test.system_a}, {test.b_only} only "
                           f"{test.system_b}") if test.a_only is not None else ""
-            verdict = f"{test.better} is significantly better" if test.better else "no significant difference"
+            verdict = (f"{test.better} is significantly better" if test.better else
+                       "undecided (the Monte Carlo p-value is too close to alpha)" if test.undecided
+                       else "no significant difference")
             sentences.append(
                 f"{benchmark.benchmark}, {label}: {test.system_a} − {test.system_b} = {test.difference:+.2f} points "
-                f"[{test.ci_low:+.2f}, {test.ci_high:+.2f}], {test.test} p = {test.p_value:.4g}, Holm-adjusted "
+                f"[{test.ci_low:+.2f}, {test.ci_high:+.2f}], {test.test} p = {test.p_value:.4g}, {test.correction.split(' across')[0]}-adjusted "
                 f"{test.p_adjusted:.4g}{discordant}: {verdict}."
             )
     return sentences
@@ -130,6 +133,7 @@ def _settings_line(comparison: Comparison) -> str:
     settings = comparison.settings
     return (f"primary endpoint {settings.primary}, permutations {settings.permutations}, bootstrap resamples "
             f"{settings.bootstrap}, seed {settings.seed}, alpha {settings.alpha}, confidence {settings.confidence}, "
+            f"correction {settings.correction}, "
             f"baseline {settings.baseline or '(none: all pairs)'}")
 
 

@@ -25,7 +25,13 @@ Choices, stated for the report (``describe_methods`` in ``reports.compare`` quot
   same resampled dialogues for both systems, so the interval is of the paired difference), seeded. Resample
   indices are drawn in blocks of ``BOOTSTRAP_BLOCK`` resamples, each ``rng.integers(0, n, (block, n))``; with
   ``samples <= BOOTSTRAP_BLOCK`` this is exactly what ``scipy.stats.bootstrap(..., method="percentile")`` draws.
-- Multiple comparisons: Holm's step-down correction (family-wise error rate), ``holm``.
+- Monte Carlo p-values carry their standard error sqrt(p (1 - p) / permutations) and a 99% interval
+  (``monte_carlo_error``); a verdict whose interval, scaled by the correction, contains alpha is undecided, and
+  ``permutations_to_settle`` says how many permutations would decide it.
+- Single proportions (a system's own Hits@k or Recall@k) get the exact Clopper-Pearson interval
+  (``proportion_interval``), which stays informative at 0% and 100% where a percentile bootstrap collapses to a point.
+- Multiple comparisons: Holm's step-down correction (family-wise error rate), ``holm``, or Benjamini-Hochberg's
+  step-up correction (false discovery rate), ``benjamini_hochberg``.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import binomtest
+from scipy.stats import binomtest, norm
 
 BOOTSTRAP_BLOCK = 1000
 PERMUTATION_BLOCK = 1000
@@ -65,6 +71,11 @@ class PermutationResult:
     p_value: float
     permutations: int
     exact: bool
+
+    @property
+    def standard_error(self) -> float:
+        """Monte Carlo standard error of ``p_value`` (0 when exact)."""
+        return 0.0 if self.exact else monte_carlo_error(self.p_value, self.permutations)
 
 
 @dataclass(frozen=True)
@@ -217,3 +228,56 @@ def holm(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
     adjusted = np.empty(m)
     adjusted[order] = np.maximum.accumulate(scaled)
     return adjusted
+
+
+MONTE_CARLO_CONFIDENCE = 0.99
+
+
+def monte_carlo_error(p_value: float, permutations: int) -> float:
+    """Standard error of a Monte Carlo p-value estimated from ``permutations`` random permutations."""
+    return float(np.sqrt(p_value * (1.0 - p_value) / permutations))
+
+
+def monte_carlo_interval(p_value: float, error: float, confidence: float = MONTE_CARLO_CONFIDENCE
+                         ) -> tuple[float, float]:
+    """Normal-approximation interval of a Monte Carlo p-value, clipped to [0, 1]."""
+    half = float(norm.ppf(0.5 + confidence / 2.0)) * error
+    return max(0.0, p_value - half), min(1.0, p_value + half)
+
+
+def permutations_to_settle(p_value: float, alpha: float, scale: float = 1.0,
+                           confidence: float = MONTE_CARLO_CONFIDENCE) -> int | None:
+    """Random permutations after which the ``confidence`` interval of ``scale`` x p (the corrected p-value) no
+    longer contains ``alpha``, if p is where it stands; None when p equals alpha / scale (no number settles it)."""
+    gap = abs(scale * p_value - alpha)
+    if gap == 0:
+        return None
+    z = float(norm.ppf(0.5 + confidence / 2.0))
+    return int(np.ceil((z * scale) ** 2 * p_value * (1.0 - p_value) / gap**2))
+
+
+def proportion_interval(successes: int, trials: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Exact Clopper-Pearson interval of a proportion, in [0, 1]."""
+    if trials < 1:
+        raise ValueError("a proportion needs at least one trial")
+    interval = binomtest(int(successes), int(trials)).proportion_ci(confidence_level=confidence, method="exact")
+    return float(interval.low), float(interval.high)
+
+
+def benjamini_hochberg(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Benjamini-Hochberg step-up adjusted p-values (false discovery rate), in the input order: the i-th smallest p
+    is multiplied by m / i, running minima from the largest keep the order, capped at 1."""
+    p = np.asarray(p_values, dtype=np.float64)
+    if p.ndim != 1:
+        raise ValueError("benjamini_hochberg takes a vector of p-values")
+    m = p.size
+    if m == 0:
+        return p.copy()
+    order = np.argsort(p, kind="stable")
+    scaled = p[order] * m / np.arange(1, m + 1)
+    adjusted = np.empty(m)
+    adjusted[order] = np.minimum(1.0, np.minimum.accumulate(scaled[::-1])[::-1])
+    return adjusted
+
+
+CORRECTIONS = {"holm": holm, "bh": benjamini_hochberg}

@@ -14,7 +14,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from reports.compare import LOWER_IS_BETTER, BenchmarkComparison, PairTest, ReportSettings
+from reports.compare import CORRECTION_NAMES, LOWER_IS_BETTER, BenchmarkComparison, PairTest, ReportSettings
 
 
 @dataclass(frozen=True)
@@ -98,14 +98,15 @@ def summary_table(benchmark: BenchmarkComparison, settings: ReportSettings) -> T
         title=f"{benchmark.benchmark}: summary",
         header=header,
         rows=rows,
-        note=f"Mean [{settings.confidence:.0%} bootstrap CI]. Bold: best. Superscripts: significantly better than "
-        f"the lettered systems (alpha {settings.alpha}, Holm-corrected across comparisons).",
+        note=f"Hits@k: proportion [{settings.confidence:.0%} Clopper-Pearson CI]; other measures: mean "
+        f"[{settings.confidence:.0%} bootstrap CI]. Bold: best. Superscripts: significantly better than the lettered "
+        f"systems (alpha {settings.alpha}, {CORRECTION_NAMES[settings.correction]}-corrected across comparisons).",
         key=f"{benchmark.benchmark}-summary",
     )
 
 
 def round_table(benchmark: BenchmarkComparison, metric: str, settings: ReportSettings) -> Table:
-    """Systems x rounds of one per-round metric; letters from the per-round tests (Holm across rounds)."""
+    """Systems x rounds of one per-round metric; letters from the per-round tests (corrected across rounds)."""
     rounds = benchmark.rounds
     header = ("system", *(f"r{round_}" for round_ in range(rounds)))
     curves = benchmark.curves[metric]
@@ -125,7 +126,8 @@ def round_table(benchmark: BenchmarkComparison, metric: str, settings: ReportSet
     if metric == "MedR":
         note += " Median 1-based rank; lower is better; no test."
     else:
-        note += " Superscripts: per-round tests, secondary, Holm-corrected across rounds."
+        note += (" Superscripts: per-round tests, secondary, "
+                 f"{CORRECTION_NAMES[settings.correction]}-corrected across rounds.")
     return Table(
         title=f"{benchmark.benchmark}: {metric} per round",
         header=header,
@@ -136,8 +138,9 @@ def round_table(benchmark: BenchmarkComparison, metric: str, settings: ReportSet
 
 
 def tests_table(benchmark: BenchmarkComparison, settings: ReportSettings) -> Table:
-    """The primary and rank-measure tests: difference [CI], discordant counts, raw and Holm-adjusted p."""
-    header = ("endpoint", "A vs B", "test", "A − B [CI]", "only A / only B", "p", "p (Holm)", "significant")
+    """The primary and rank-measure tests: difference [CI], discordant counts, raw and corrected p."""
+    correction = "Holm" if settings.correction == "holm" else "BH"  # short: a column header
+    header = ("endpoint", "A vs B", "test", "A − B [CI]", "only A / only B", "p", f"p ({correction})", "significant")
     rows = []
     for test in benchmark.tests:
         if test.family == "per-round":
@@ -148,14 +151,20 @@ def tests_table(benchmark: BenchmarkComparison, settings: ReportSettings) -> Tab
         header=header,
         rows=tuple(rows),
         note="Primary endpoint first; rank measures after. Differences in percentage points for Hits, raw units for "
-        "MRR and BRI (lower BRI is better). 'only A / only B': McNemar's discordant dialogues.",
+        "MRR and BRI (lower BRI is better). 'only A / only B': McNemar's discordant dialogues. Monte Carlo p-values "
+        "± their standard error; 'undecided': alpha lies inside the 99% interval of the corrected p.",
         key=f"{benchmark.benchmark}-tests",
     )
 
 
 def _test_row(test: PairTest) -> tuple[Cell, ...]:
     discordant = f"{test.a_only} / {test.b_only}" if test.a_only is not None else "–"
-    verdict = f"yes: {test.better} better" if test.better else "no"
+    if test.undecided:
+        needed = f"; ~{test.permutations_needed:,} permutations would settle it" if test.permutations_needed else ""
+        verdict = f"undecided{needed}"
+    else:
+        verdict = f"yes: {test.better} better" if test.better else "no"
+    p_value = format_p(test.p_value) + (f" ± {test.p_error:.4f}" if test.p_error else "")
     label = metric_label(test.metric, test.round) + (" (primary)" if test.family == "primary" else "")
     return (
         Cell(label),
@@ -164,7 +173,7 @@ def _test_row(test: PairTest) -> tuple[Cell, ...]:
         Cell(f"{format_difference(test.metric, test.difference)} [{format_difference(test.metric, test.ci_low)}, "
              f"{format_difference(test.metric, test.ci_high)}]"),
         Cell(discordant),
-        Cell(format_p(test.p_value)),
+        Cell(p_value),
         Cell(format_p(test.p_adjusted)),
         Cell(verdict, bool(test.better)),
     )

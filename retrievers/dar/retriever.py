@@ -182,6 +182,7 @@ class StaticFuser:
             "late": list(self.schedule.late),
             "switch_round": self.schedule.switch_round,
             "images_per_round": self.schedule.images_per_round,
+            "image_aggregate": self.schedule.image_aggregate,
         }
 
     def prepare(self, encoder: DualEncoder) -> None:
@@ -189,7 +190,8 @@ class StaticFuser:
 
     def fuse(self, text: torch.Tensor, images: torch.Tensor, rounds: Sequence[int]) -> FusedQueries:
         weights = [self.schedule.weights(round_) for round_ in rounds]
-        return FusedQueries(fuse(text, images.to(text.device), weights, self.schedule.mode), {})
+        return FusedQueries(fuse(text, images.to(text.device), weights, self.schedule.mode,
+                                 self.schedule.image_aggregate), {})
 
 
 class DARRetriever:
@@ -372,6 +374,7 @@ def build_dar(
     early_weights: Sequence[float] | None = None,
     late_weights: Sequence[float] | None = None,
     switch_round: int | None = None,
+    image_aggregate: str | None = None,
     llm: str | None = "hf-seq2seq",
     llm_args: Mapping[str, Any] | None = None,
     caption_prompt: str = "dar_caption",
@@ -392,7 +395,8 @@ def build_dar(
     """DAR over the base preset ``base`` (zs, cocoft, chatir, clip; ``model`` overrides its weights).
 
     ``variant`` (paper | released) sets the defaults of ``query_mode`` (entry | join), ``image_prompts``
-    (llm | caption), ``images_per_round`` (K), the fusion weights and ``switch_round``; each can be set on its own.
+    (llm | caption), ``images_per_round`` (K), the fusion weights, ``switch_round`` and ``image_aggregate`` (sum,
+    the paper's equation 4 | mean); each can be set on its own.
     ``llm`` names a registered text generator (hf-seq2seq, hf-chat, openai) built with ``llm_args`` (default
     ``{"model": "google/flan-t5-xl"}`` for hf-seq2seq); it is not loaded when ``queries`` (a reformulated-dialogue
     file) supplies the captions and the image prompts are the captions. ``images``: a folder of pre-generated
@@ -408,6 +412,7 @@ def build_dar(
         late=_weights(late_weights, schedule.late, "late_weights"),
         switch_round=schedule.switch_round if switch_round is None else switch_round,
         images_per_round=schedule.images_per_round if images_per_round is None else images_per_round,
+        image_aggregate=image_aggregate or schedule.image_aggregate,
     )
     return build_pipeline(
         "dar", StaticFuser(schedule), schedule.images_per_round, query_mode or default_query_mode,

@@ -125,3 +125,56 @@ def test_running_bri_is_the_bri_of_rounds_zero_to_t():
     ])
     assert np.allclose(running_bri(ranks), expected)
     assert np.allclose(running_bri(ranks)[:, -1], bri_per_dialogue(ranks))
+
+
+def test_a_system_at_zero_or_all_hits_gets_a_clopper_pearson_interval_not_a_point(run_factory):
+    from statsmodels.stats.proportion import proportion_confint
+
+    never = np.full((40, ROUNDS + 1), 50)
+    always = np.zeros((40, ROUNDS + 1), dtype=int)
+    runs = load_runs([run_factory.make("never", never), run_factory.make("always", always)])
+    (benchmark,) = compare_runs(runs, ReportSettings(**FAST)).benchmarks
+    low, high = proportion_confint(0, 40, alpha=0.05, method="beta")
+    assert (benchmark.summary["Hits@10"]["never"].low, benchmark.summary["Hits@10"]["never"].high) == pytest.approx(
+        (100 * low, 100 * high))
+    assert benchmark.summary["Hits@10"]["always"].high == 100.0 and benchmark.summary["Hits@10"]["always"].low < 100
+    curve = benchmark.curves["Hits@10"]["never"]
+    assert (curve.low == 0).all() and (curve.high == pytest.approx(100 * high))
+
+
+def _monte_carlo_test(p_value: float, permutations: int, difference: float = 0.1):
+    from reports.compare import PairTest
+    from reports.statistics import monte_carlo_error
+
+    return PairTest(benchmark="b", family="rank", metric="MRR", round=10, system_a="a", system_b="b",
+                    test="paired randomization", difference=difference, ci_low=0.0, ci_high=0.2, p_value=p_value,
+                    p_adjusted=p_value, correction="", permutations=permutations,
+                    p_error=monte_carlo_error(p_value, permutations))
+
+
+def test_a_monte_carlo_verdict_too_close_to_alpha_is_undecided():
+    from reports.compare import _correct_family
+
+    settings = ReportSettings(**FAST)
+    (close,) = _correct_family([_monte_carlo_test(0.049995, 2000)], "one test", settings)
+    assert close.undecided and close.better is None and close.permutations_needed > 2000
+    (clear,) = _correct_family([_monte_carlo_test(0.0005, 20_000)], "one test", settings)
+    assert not clear.undecided and clear.better == "a" and clear.permutations_needed is None
+    # The interval is of the corrected p: two tests at p = 0.02 (Holm: 0.04) with few permutations are undecided.
+    pair = _correct_family([_monte_carlo_test(0.02, 500), _monte_carlo_test(0.02, 500)], "two", settings)
+    assert all(test.undecided for test in pair)
+
+
+def test_benjamini_hochberg_is_offered_and_named(run_factory):
+    paths = [run_factory.make(name, ranks_from(seed=seed, good=good))
+             for name, seed, good in (("x", 1, 0.9), ("y", 2, 0.5), ("z", 3, 0.2))]
+    comparison = compare_runs(load_runs(paths), ReportSettings(correction="bh", **FAST))
+    (benchmark,) = comparison.benchmarks
+    primary = [test for test in benchmark.tests if test.family == "primary"]
+    from statsmodels.stats.multitest import multipletests
+
+    expected = multipletests([test.p_value for test in primary], method="fdr_bh")[1]
+    assert [test.p_adjusted for test in primary] == pytest.approx(list(expected))
+    assert all(test.correction.startswith("Benjamini-Hochberg across 3 pairs") for test in primary)
+    with pytest.raises(HarnessError, match="correction must be one of holm, bh"):
+        ReportSettings(correction="bonferroni")

@@ -7,8 +7,10 @@ import pytest
 from scipy import stats
 from statsmodels.stats.contingency_tables import mcnemar as sm_mcnemar
 from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.proportion import proportion_confint
 
 from reports.statistics import (
+    benjamini_hochberg,
     bootstrap_ci,
     bootstrap_means,
     holm,
@@ -16,6 +18,8 @@ from reports.statistics import (
     paired_bootstrap_ci,
     paired_permutation_pvalues,
     paired_permutation_test,
+    permutations_to_settle,
+    proportion_interval,
 )
 
 
@@ -135,3 +139,32 @@ def test_holm_hand_computed_and_against_statsmodels():
         assert holm(values) == pytest.approx(multipletests(values, method="holm")[1])
     assert holm([0.5, 0.9]).tolist() == [1.0, 1.0]
     assert holm([]).size == 0
+
+
+def test_benjamini_hochberg_against_statsmodels():
+    rng = np.random.default_rng(4)
+    for p_values in ([0.01, 0.04, 0.03, 0.5], rng.uniform(0, 0.2, 25).tolist(), [0.2], [0.05, 0.05, 0.01]):
+        expected = multipletests(p_values, method="fdr_bh")[1]
+        assert np.allclose(benjamini_hochberg(p_values), expected, rtol=0, atol=1e-15)
+
+
+@pytest.mark.parametrize("successes, trials", [(0, 200), (200, 200), (1, 3), (57, 120), (2064, 2064)])
+def test_proportion_interval_is_clopper_pearson_and_never_degenerate(successes, trials):
+    low, high = proportion_interval(successes, trials, 0.95)
+    expected = proportion_confint(successes, trials, alpha=0.05, method="beta")
+    assert (low, high) == pytest.approx(expected, abs=1e-12)
+    assert high - low > 0  # 0 hits of 200 is "0.00 [0.00, 1.83]", not "0.00 [0.00, 0.00]"
+
+
+def test_a_monte_carlo_p_comes_with_its_error_and_the_permutations_that_settle_it():
+    # The case the audit met: the same data, p = 0.049995 with one seed and 0.0556 with another.
+    rng = np.random.default_rng(11)
+    a = rng.normal(0.0, 1.0, 60)
+    b = a - 0.26 + rng.normal(0.0, 0.001, 60)
+    result = paired_permutation_test(a, b, permutations=2000, seed=0)
+    assert not result.exact
+    assert result.standard_error == pytest.approx(np.sqrt(result.p_value * (1 - result.p_value) / 2000))
+    needed = permutations_to_settle(result.p_value, 0.05)
+    gap = abs(result.p_value - 0.05)
+    assert needed is not None and 2.5758 * np.sqrt(result.p_value * (1 - result.p_value) / needed) <= gap * 1.0001
+    assert permutations_to_settle(0.05, 0.05) is None

@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import torch
 from click.testing import CliRunner
 from PIL import Image
 
@@ -209,3 +210,22 @@ def test_manifest_records_the_diffusion_batch_size_but_image_keys_ignore_it(tiny
     assert identities[0]["settings"]["steps"] == identities[0]["diffusion"]["steps"]  # resolved, not None
     keys = [[request.key for request in source.generator.requests(["a red bus"] * 2, [0, 1])] for source in sources]
     assert keys[0] == keys[1] and sources[0].generator.pipeline is None
+
+
+def test_the_papers_image_sum_is_the_default_and_the_mean_is_a_named_option():
+    from retrievers.dar.fusion import FusionSchedule, fuse
+    from retrievers.dar.retriever import StaticFuser, build_dar
+
+    generator = torch.Generator().manual_seed(0)
+    text = torch.nn.functional.normalize(torch.randn(2, 4, generator=generator), dim=-1)
+    images = torch.nn.functional.normalize(torch.randn(2, 3, 4, generator=generator), dim=-1)
+    weights = [(0.7, 0.3), (0.5, 0.5)]
+    column = torch.tensor(weights)
+    assert torch.allclose(fuse(text, images, weights, "embedding"),
+                          column[:, :1] * text + column[:, 1:] * images.sum(dim=1))
+    assert torch.allclose(fuse(text, images, weights, "embedding", "mean"),
+                          column[:, :1] * text + column[:, 1:] * images.mean(dim=1))
+    assert FusionSchedule.paper().image_aggregate == "sum"
+    assert StaticFuser(FusionSchedule.paper()).identity()["image_aggregate"] == "sum"  # part of the run identity
+    dar = build_dar(base="zs", model="unused", variant="paper", image_aggregate="mean", llm="scripted")
+    assert dar.fuser.identity()["image_aggregate"] == "mean"
