@@ -63,7 +63,7 @@ class AdaFuseConfig:
     experts: int = 4
     expert_hidden: int = 2048  # 8D
     router_hidden: int = 512  # 2D
-    dropout: float = 0.1
+    dropout: float = 0.2  # every dropout of the authors' module is 0.2 (checkpoints keep theirs in config.json)
     expert_dropout: float = 0.2
 
     def __post_init__(self) -> None:

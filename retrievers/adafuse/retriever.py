@@ -25,11 +25,13 @@ from retrievers.adafuse.model import (
     MODEL_FILE,
     TEXT_ENCODER_FILE,
     AdaFuse,
+    LoadedCheckpoint,
     load_checkpoint,
     load_text_side,
     mean_image,
     resolve_checkpoint_dir,
 )
+from retrievers.adafuse.original import is_original_checkpoint, load_original_checkpoint
 from retrievers.dar.retriever import VARIANTS, DARRetriever, FusedQueries, build_pipeline
 
 if TYPE_CHECKING:
@@ -39,7 +41,8 @@ log = logging.getLogger("harness.adafuse")
 
 
 class LearnedFuser:
-    """An ADaFuSE checkpoint (``harness train adafuse``'s ``best/`` folder, or the training folder holding it).
+    """An ADaFuSE checkpoint: ``harness train adafuse``'s ``best/`` folder (or the training folder holding it), or
+    the authors' state dict file (``retrievers.adafuse.original``).
 
     Runs on the base encoder's device. The K image embeddings of a round are averaged and re-normalised (v); the
     side values are the gate lambda (text weight) and cos(t, v). The checkpoint's embedding size must equal the
@@ -48,26 +51,40 @@ class LearnedFuser:
     encoder's weights fingerprint then covers it; its image side, hence the image index, is unchanged)."""
 
     def __init__(self, checkpoint: Path) -> None:
-        self.directory = resolve_checkpoint_dir(Path(checkpoint))
-        for name in (MODEL_FILE, CONFIG_FILE):
-            if not (self.directory / name).is_file():
-                raise ConfigError(f"--fusion-checkpoint {checkpoint}: no {name} (give the best/ folder that "
-                                  "`harness train adafuse` writes, or its parent)")
-        self._text_file = self.directory / TEXT_ENCODER_FILE
-        self._digests = {name: sha256_file(self.directory / name) for name in (MODEL_FILE, CONFIG_FILE)}
-        if self._text_file.is_file():
-            self._digests[TEXT_ENCODER_FILE] = sha256_file(self._text_file)
+        path = Path(checkpoint)
+        self._original: LoadedCheckpoint | None = None
+        if is_original_checkpoint(path):  # the authors' state dict, converted in memory
+            self._original = load_original_checkpoint(path)
+            self.directory = path
+            self._text_file = None
+            self._digests = {path.name: sha256_file(path)}
+            self._config = self._original.config.to_dict()
+        else:
+            self.directory = resolve_checkpoint_dir(path)
+            for name in (MODEL_FILE, CONFIG_FILE):
+                if not (self.directory / name).is_file():
+                    raise ConfigError(f"--fusion-checkpoint {checkpoint}: no {name} (give the best/ folder that "
+                                      "`harness train adafuse` writes, or its parent, or the authors' .pt file)")
+            self._text_file = self.directory / TEXT_ENCODER_FILE
+            self._digests = {name: sha256_file(self.directory / name) for name in (MODEL_FILE, CONFIG_FILE)}
+            if self._text_file.is_file():
+                self._digests[TEXT_ENCODER_FILE] = sha256_file(self._text_file)
+            self._config = json.loads((self.directory / CONFIG_FILE).read_text(encoding="utf-8"))["config"]
         self.model: AdaFuse | None = None
         self.metadata: dict[str, Any] = {}
         self.device = "cpu"
 
     def identity(self) -> Mapping[str, Any]:
-        config = (self.directory / CONFIG_FILE).read_text(encoding="utf-8")
         return {"learned": "adafuse", "checkpoint": str(self.directory.resolve()), "sha256": dict(self._digests),
-                "config": json.loads(config)["config"], "image_aggregation": "normalised mean"}
+                "config": self._config, "image_aggregation": "normalised mean",
+                **({"format": "original state dict"} if self._original is not None else {})}
 
     def prepare(self, encoder: DualEncoder) -> None:
-        model, config, metadata = load_checkpoint(self.directory, device=encoder.device)
+        if self._original is not None:
+            model, config, metadata = self._original
+            model = model.to(encoder.device)
+        else:
+            model, config, metadata = load_checkpoint(self.directory, device=encoder.device)
         dimension = encoder.encode_texts(["a"]).shape[1]
         if dimension != config.embed_dim:
             raise ConfigError(f"the ADaFuSE checkpoint {self.directory} fuses {config.embed_dim}-d embeddings but "
@@ -80,7 +97,8 @@ class LearnedFuser:
             log.warning("the ADaFuSE checkpoint %s was trained over another base encoder (recorded weights %s, in "
                         "use %s); its fusion may not fit these embeddings", self.directory,
                         str(recorded.get("weights", "?"))[:12], str(base_weights)[:12])
-        if self._text_file.is_file() and getattr(encoder, "_adafuse_text_side", None) != str(self._text_file):
+        if (self._text_file is not None and self._text_file.is_file()
+                and getattr(encoder, "_adafuse_text_side", None) != str(self._text_file)):
             if hasattr(encoder, "_adafuse_text_side"):
                 raise ConfigError("this base encoder already carries another checkpoint's fine-tuned text side")
             load_text_side(encoder, self._text_file)

@@ -102,7 +102,8 @@ class ConvertedBlip:
 
 
 def load_original_state_dict(checkpoint: Path) -> dict[str, torch.Tensor]:
-    """The tensors of an original checkpoint, unwrapped from ``model``/``state_dict``/``module`` and prefixes."""
+    """The tensors of an original checkpoint, unwrapped from ``model``/``state_dict``/``module`` (or the one key of a
+    dict that holds a state dict) and prefixes."""
     try:
         payload = torch.load(checkpoint, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
@@ -117,6 +118,9 @@ def load_original_state_dict(checkpoint: Path) -> dict[str, torch.Tensor]:
         raise HarnessError(f"cannot read checkpoint {checkpoint}: {error}") from None
     while isinstance(payload, Mapping) and not _is_state_dict(payload):
         wrapper = next((key for key in WRAPPER_KEYS if isinstance(payload.get(key), Mapping)), None)
+        if wrapper is None:  # a dict holding exactly one state dict, under any key
+            holders = [key for key, value in payload.items() if isinstance(value, Mapping) and _is_state_dict(value)]
+            wrapper = holders[0] if len(holders) == 1 else None
         if wrapper is None:
             raise HarnessError(
                 f"{checkpoint} is not a state dict and has none of the keys {', '.join(WRAPPER_KEYS)} "
