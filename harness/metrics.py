@@ -21,6 +21,8 @@ Definitions (PROTOCOL.md section 4):
   ``TextImageCosineMean``: the mean of that cosine; ``GateByCosineQ1`` .. ``GateByCosineQ4``: the mean gate of each
   quarter of the round's dialogues ordered by cosine (Q1 the lowest; null in a quarter left empty by fewer than four
   dialogues), so the shape of the relation shows, not only its linear part.
+- ``TruncatedQueries`` (retrievers that report it): per round, the percentage of dialogues whose query text was
+  cut at the encoder's token limit.
 - ``TiedTargets`` (retrievers that report ties, as the harness's ranking does): per round, the percentage of dialogues
   whose target scored exactly as some other image (the stable tie rule of ``harness.ranking`` placed it).
 """
@@ -31,6 +33,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 import numpy as np
+
+from harness.types import QUERY_TRUNCATED
 
 DEFAULT_KS = (1, 5, 10)
 QUARTERS = 4  # cosine bins of the gate inspection
@@ -137,6 +141,9 @@ def run_metrics(records: Sequence[_HasSides]) -> dict[str, Any]:
     """Every metric of a run's finished records: the rank metrics, the side metrics and ``TiedTargets``."""
     metrics = compute_metrics([record.ranks for record in records])
     metrics.update(side_metrics(records))
+    if records and all(QUERY_TRUNCATED in record.side_values for record in records):
+        cut = np.asarray([record.side_values[QUERY_TRUNCATED] for record in records], dtype=np.float64)
+        metrics["TruncatedQueries"] = (100.0 * cut.mean(axis=0)).tolist()
     if records and all(len(record.tied) == len(record.ranks) for record in records):
         metrics["TiedTargets"] = (100.0 * np.asarray([record.tied for record in records], dtype=np.float64)
                                   .mean(axis=0)).tolist()

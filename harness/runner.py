@@ -43,7 +43,7 @@ from harness.protocols import DialogueSource, Retriever, RunContext, TurnFailure
 from harness.registry import REGISTRY, ComponentRecord
 from harness.sources import LiveSource, ReplaySource
 from harness.store import RunStore, describe_differences
-from harness.types import Benchmark, Dialogue, DialogueState, RunRecord, batched
+from harness.types import QUERY_TRUNCATED, Benchmark, Dialogue, DialogueState, RunRecord, batched
 
 log = logging.getLogger(__name__)
 
@@ -340,6 +340,9 @@ def _finish(store: RunStore, dialogues: Sequence[Dialogue], evaluated: int, reus
         metrics = run_metrics(succeeded)
     metrics.update({"dialogues": len(succeeded), "failed_dialogues": [record.dialogue_id for record in failed]})
     store.write_metrics(metrics)
+    cut = [value for record in succeeded for value in record.side_values.get(QUERY_TRUNCATED, ())]
+    if cut:
+        store.update_manifest("diagnostics", {"queries_truncated": int(sum(cut)), "queries": len(cut)})
     reasons = Counter(record.error or "no reason recorded" for record in failed)
     return RunResult(store.directory, metrics, evaluated=evaluated, reused=reused, failed=len(failed),
                      failure_reasons=dict(reasons.most_common()))

@@ -13,7 +13,7 @@ from typing import Any
 ROUND_METRICS = ("Hits@1", "Hits@5", "Hits@10")
 # Printed when a run has them: fused runs (DAR, ADaFuSE) carry degradation, learned fusion its mean gate.
 FUSION_METRICS = ("Degradation", "RankDrop", "GateMean")
-DIAGNOSTICS = ("TiedTargets",)
+DIAGNOSTICS = ("TiedTargets", "TruncatedQueries")
 
 
 def format_round_table(metrics: Mapping[str, Any], names: Sequence[str] = ROUND_METRICS + FUSION_METRICS + DIAGNOSTICS) -> str:

@@ -129,6 +129,11 @@ class DialogueState:
         return self.query_turns[0]
 
 
+# The side value a retriever reports per state when the query text was cut at its encoder's token limit (1.0) or
+# not (0.0); metrics.json counts them per round (TruncatedQueries) and the manifest in total.
+QUERY_TRUNCATED = "query_truncated"
+
+
 @dataclass(frozen=True)
 class RankBatch:
     """A retriever's answer for a batch of states: the target's 0-based rank per state, plus named side ranks

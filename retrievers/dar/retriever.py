@@ -48,13 +48,13 @@ from harness.image_cache import ImageCache
 from harness.images import load_rgb
 from harness.protocols import RunContext
 from harness.ranking import rank_targets
-from harness.types import DialogueState, RankBatch, SearchSpace, batched
+from harness.types import QUERY_TRUNCATED, DialogueState, RankBatch, SearchSpace, batched
 from harness.vector_cache import VectorCache
 from retrievers.dar.diffusion import DiffusionGenerator, DiffusionSettings
 from retrievers.dar.fusion import FusionSchedule, fuse
 from retrievers.dar.image_layout import detect_layout, generated_image_path
 from retrievers.dar.reformulation import Reformulator
-from retrievers.dual_encoders.retriever import DualEncoderRetriever
+from retrievers.dual_encoders.retriever import DualEncoderRetriever, truncation_flags
 
 if TYPE_CHECKING:
     from retrievers.dual_encoders.encoders import DualEncoder
@@ -282,8 +282,9 @@ class DARRetriever:
         text_only = rank_targets(text_embeddings, self.base.index, targets)
         failures = {**{row: f"text-only query: {reason}" for row, reason in text_only.failed.items()},
                     **ranking.failed}
-        batch = RankBatch(ranks=ranking.ranks, side_ranks={"text_only": text_only.ranks},
-                          side_values=dict(fused.side_values), tied=ranking.tied, failures=failures)
+        side_values = {**fused.side_values, QUERY_TRUNCATED: truncation_flags(encoder, texts)}
+        batch = RankBatch(ranks=ranking.ranks, side_ranks={"text_only": text_only.ranks}, side_values=side_values,
+                          tied=ranking.tied, failures=failures)
         usage = self.usage()
         log.debug("DAR so far: %d images drawn, %d image cache hits, %d LLM calls", usage["images_generated"],
                   usage["image_cache_hits"], usage["llm_calls"], extra={USAGE_FIELD: usage})

@@ -14,6 +14,7 @@ whatever ``dtype`` they then run in.
 from __future__ import annotations
 
 import hashlib
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -25,6 +26,8 @@ from transformers import BlipForImageTextRetrieval, CLIPModel, PreTrainedTokeniz
 from retrievers.dual_encoders.preprocess import ImagePreprocessing
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+log = logging.getLogger("harness.encoders")
 
 
 def tensor_digests(module: torch.nn.Module) -> dict[str, str]:
@@ -87,7 +90,13 @@ class DualEncoder(ABC):
         self.tokenizer.truncation_side = "right"
         self.tokenizer.padding_side = "right"
         self.preprocessing = preprocessing
-        self.max_text_tokens = max_text_tokens
+        positions = self._text_positions()
+        if max_text_tokens > positions:
+            # DAR asks 256 tokens of every base, CLIP has 77 positions: past them the text model cannot run at all.
+            log.info("max_text_tokens %d exceeds the %s text encoder's %d positions: queries are cut at %d tokens",
+                     max_text_tokens, type(self).__name__, positions, positions)
+        self.requested_max_text_tokens = max_text_tokens
+        self.max_text_tokens = min(max_text_tokens, positions)
         self.dtype = dtype
         self.device = device
         self.interpolate_positions = preprocessing.size != self._native_image_size()
@@ -118,6 +127,15 @@ class DualEncoder(ABC):
         ).to(self.device)
         features = self._text_features(tokens["input_ids"], tokens["attention_mask"])
         return F.normalize(features.to(torch.float32), dim=-1)
+
+    def truncated(self, texts: Sequence[str]) -> list[bool]:
+        """Which ``texts`` are longer than ``max_text_tokens`` tokens, so that the encoder sees only their start."""
+        lengths = self.tokenizer(list(texts), truncation=False)["input_ids"]
+        return [len(ids) > self.max_text_tokens for ids in lengths]
+
+    def _text_positions(self) -> int:
+        """Positions of the text model: the most tokens it can embed."""
+        return int(self.model.config.text_config.max_position_embeddings)
 
     @torch.inference_mode()
     def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,7 @@ import torch
 from harness.errors import ConfigError, DataError, HarnessError
 from harness.protocols import Retriever, RunContext
 from harness.registry import REGISTRY
-from harness.types import Dialogue, DialogueState, SearchSpace
+from harness.types import QUERY_TRUNCATED, Dialogue, DialogueState, SearchSpace
 from retrievers.dual_encoders.encoders import DualEncoder
 from retrievers.dual_encoders.retriever import (
     PRESETS,
@@ -163,3 +163,38 @@ def test_unreadable_image_is_a_data_error(tiny_blip: Path, tmp_path: Path, conte
         cocoft(model=str(tiny_blip)).prepare(space, context)
     with pytest.raises(ConfigError, match="image-root"):
         cocoft(model=str(tiny_blip)).prepare(SearchSpace(("a.png",)), context)
+
+
+def test_a_token_limit_beyond_the_text_model_is_capped_and_cut_queries_are_flagged(
+    tiny_clip: Path, search_space: SearchSpace, context: RunContext, caplog: pytest.LogCaptureFixture
+) -> None:
+    # DAR asks 256 tokens of every base; CLIP's text model has 77 positions and refused longer inputs.
+    retriever = build_dual_encoder("clip", model=str(tiny_clip), max_text_tokens=256)
+    retriever.prepare(search_space, context)
+    assert retriever.identity()["query"]["max_text_tokens"] == 77
+    long = Dialogue("0", search_space.paths[0], ("a " * 200 + "dog",))
+    short = Dialogue("1", search_space.paths[1], ("a dog",))
+    with caplog.at_level("WARNING", logger="harness.retrievers"):
+        batch = retriever.rank([DialogueState.at_round(long, 0, 0), DialogueState.at_round(short, 0, 1)])
+        retriever.rank([DialogueState.at_round(long, 0, 0)])
+    assert batch.side_values[QUERY_TRUNCATED] == (1.0, 0.0)
+    assert sum("are cut to their first 77" in record.getMessage() for record in caplog.records) == 1  # once
+
+
+def test_a_run_counts_its_cut_queries_in_the_manifest_and_per_round(tiny_blip: Path, tmp_path: Path) -> None:
+    import json
+
+    from harness.config import RunSpec
+    from harness.registry import REGISTRY
+    from harness.runner import run_evaluation
+
+    synthetic = REGISTRY.resolve("fixture", "synthetic-benchmark")(tmp_path / "benchmark", dialogues=4)
+    spec = RunSpec(retriever="zs", retriever_args={"model": str(tiny_blip), "max_text_tokens": 16},
+                   benchmark=str(synthetic.dialogue_file), search_space=synthetic.search_space_file,
+                   image_root=synthetic.image_root, out=tmp_path / "run", device="cpu", progress=False,
+                   cache_dir=tmp_path / "cache")
+    result = run_evaluation(spec)
+    cut = result.metrics["TruncatedQueries"]
+    assert cut[0] < 100.0 and cut[-1] == 100.0  # captions fit in 16 tokens, whole dialogues do not
+    diagnostics = json.loads((tmp_path / "run" / "manifest.json").read_text())["diagnostics"]
+    assert diagnostics["queries"] == 4 * 11 and 0 < diagnostics["queries_truncated"] < diagnostics["queries"]
