@@ -42,10 +42,11 @@ Record = TypeVar("Record", bound=tuple)
 
 
 class Validated(NamedTuple, Generic[Record]):
-    """One epoch's validation: the record kept in the history, and the score the best epoch is chosen by."""
+    """One epoch's validation: the record kept in the history, and the score the best epoch is chosen by (a number,
+    or a tuple compared element by element: the later elements break ties of the earlier)."""
 
     record: Record
-    score: float
+    score: float | tuple[float, ...]
 
 
 class TrainingTask(Protocol[Record]):
@@ -84,7 +85,7 @@ class LoopSettings:
 class LoopResult(Generic[Record]):
     history: tuple[Record, ...]
     best_epoch: int
-    best_score: float
+    best_score: float | tuple[float, ...] | None
     resumed_from_epoch: int | None  # the first epoch this call ran, None for a fresh run
     resumed_at_batch: int  # batches of that epoch done before the resume
 
@@ -155,7 +156,8 @@ def train_loop(
         _recover(out_dir, name)
     per_epoch = steps_per_epoch(len(examples), settings.batch_size)
     history: list[Record] = []
-    best_score, best_epoch, position, resumed = -math.inf, 0, _Position(0, 0, ()), None
+    best_score: Any = None
+    best_epoch, position, resumed = 0, _Position(0, 0, ()), None
     state_path = out_dir / "last" / STATE_FILE
     if state_path.is_file():
         state = torch.load(state_path, map_location="cpu", weights_only=True)
@@ -202,7 +204,7 @@ def train_loop(
                     save_last(_Position(epoch - 1, done, tuple(losses)))
         validated = task.validate(epoch, sum(losses) / max(1, len(losses)))
         history.append(validated.record)
-        if validated.score > best_score:
+        if best_score is None or validated.score > best_score:
             best_score, best_epoch = validated.score, epoch
             _replace_dir(out_dir, "best", lambda path, epoch=epoch: task.write_checkpoint(path, epoch, 0, history))
         position = _Position(epoch, 0, ())

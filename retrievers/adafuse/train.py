@@ -47,6 +47,7 @@ from torch import nn
 from harness.atomic import atomic_write_text
 from harness.errors import ConfigError
 from harness.hashing import derive_seed
+from harness.ranking import ranks_from_scores
 from retrievers.adafuse.data import EmbeddedData, split_by_dialogue
 from retrievers.adafuse.model import (
     MODEL_FILE,
@@ -97,11 +98,16 @@ class TrainSettings:
     seed: int = 0
     validation_fraction: float = 0.1
     hits_k: int = 10
+    # What validation ranks against: every distinct target, the training split's as distractors (a pool of the
+    # validation targets alone can be so small that every epoch scores 100% and the untrained one is kept).
+    validation_pool: str = "all-targets"
     device: str = "cpu"
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ConfigError(f"training mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.validation_pool not in POOLS:
+            raise ConfigError(f"validation_pool must be one of {', '.join(POOLS)}, got {self.validation_pool!r}")
         if self.epochs < 1 or self.batch_size < 2 or self.hits_k < 1:
             raise ConfigError("epochs must be at least 1, batch_size at least 2 (in-batch negatives), hits_k at least 1")
         if self.warmup_epochs < 0 or self.warmup_epochs > self.epochs:
@@ -118,11 +124,13 @@ class TrainSettings:
 class EpochRecord(NamedTuple):
     epoch: int
     train_loss: float
-    validation_hits: float  # Hits@k of fused queries over the validation target pool
+    validation_hits: float  # Hits@k of fused queries ranking the validation pool
     text_only_hits: float  # the same for the text embeddings alone
     gate_mean: float  # mean lambda (text weight) over validation examples
     temperature: float
     lr_fusion: float
+    validation_mrr: float = float("nan")  # mean 1 / (rank + 1) of fused queries: the first tie-break
+    validation_loss: float = float("nan")  # cross-entropy of the target over the pool: the second tie-break
 
 
 @dataclass(frozen=True)
@@ -175,6 +183,9 @@ class Validation(NamedTuple):
     hits: float
     text_only_hits: float
     gate_mean: float
+    mrr: float
+    loss: float
+    pool: int  # images ranked per query
 
 
 def contrastive_loss(
@@ -270,20 +281,27 @@ class Trainer:
     # -- validation -------------------------------------------------------------------------------------------
     @torch.no_grad()
     def evaluate(self, indices: torch.Tensor, chunk: int = 1024) -> Validation:
-        """Hits@k of fused and text-only queries ranking the pool of the validation targets."""
+        """Hits@k, MRR and cross-entropy of fused queries, and Hits@k of text-only ones, ranking the validation pool
+        (``settings.validation_pool``) with the harness's tie rule."""
         self.train_mode(False)
-        pool_ids, position = _validation_pool(self.data, indices)
+        pool_ids = _pool_ids(self.data, indices, self.settings.validation_pool)
         pool = self.data.targets[pool_ids].to(self.device)
         hits = text_hits = 0
-        gates = []
+        reciprocal, losses, gates = 0.0, 0.0, []
+        scale = self.logit_scale.detach().exp().clamp(max=MAX_LOGIT_SCALE)
         for part in indices.split(chunk):
             text, fused = self.fuse(part, grad=False)
-            where = position[self.data.target_index[part]].to(self.device)[:, None]
-            hits += int((_ranks(fused.query @ pool.T, where) < self.settings.hits_k).sum())
-            text_hits += int((_ranks(text @ pool.T, where) < self.settings.hits_k).sum())
+            columns = _pool_columns(self.data, part, pool_ids)
+            fused_scores = fused.query @ pool.T
+            ranks = _pool_ranks(fused_scores, columns)
+            hits += int((ranks < self.settings.hits_k).sum())
+            reciprocal += float((1.0 / (ranks + 1.0)).sum())
+            losses += float(F.cross_entropy(scale * fused_scores, columns.to(self.device), reduction="sum"))
+            text_hits += int((_pool_ranks(text @ pool.T, columns) < self.settings.hits_k).sum())
             gates.append(fused.gate.cpu())
         count = max(1, len(indices))
-        return Validation(100.0 * hits / count, 100.0 * text_hits / count, float(torch.cat(gates).mean()))
+        return Validation(100.0 * hits / count, 100.0 * text_hits / count, float(torch.cat(gates).mean()),
+                          reciprocal / count, losses / count, len(pool_ids))
 
     # -- checkpoints ------------------------------------------------------------------------------------------
     def text_state(self) -> dict[str, torch.Tensor] | None:
@@ -316,17 +334,29 @@ class Trainer:
             torch.cuda.set_rng_state_all(state["cuda_rng"])
 
 
-def _validation_pool(data: EmbeddedData, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The distinct target rows of the examples ``indices`` (the pool validation ranks) and, for every target row
-    of ``data``, its column in that pool (-1 outside it)."""
-    pool_ids = torch.unique(data.target_index[indices])
+POOLS = ("all-targets", "validation-targets")
+MIN_POOL_PER_K = 10  # a pool under 10 x k images makes Hits@k nearly always 100%
+
+
+def _pool_ids(data: EmbeddedData, indices: torch.Tensor, pool: str) -> torch.Tensor:
+    """The target rows validation ranks: every distinct target, or the targets of the examples ``indices``."""
+    if pool == "all-targets":
+        return torch.arange(len(data.targets))
+    return torch.unique(data.target_index[indices])
+
+
+def _pool_columns(data: EmbeddedData, indices: torch.Tensor, pool_ids: torch.Tensor) -> torch.Tensor:
+    """Each example's target column in the pool ``pool_ids``."""
     position = torch.full((len(data.targets),), -1, dtype=torch.long)
     position[pool_ids] = torch.arange(len(pool_ids))
-    return pool_ids, position
+    return position[data.target_index[indices]]
 
 
-def _ranks(scores: torch.Tensor, target_columns: torch.Tensor) -> torch.Tensor:
-    return (scores > scores.gather(1, target_columns)).sum(dim=1)
+def _pool_ranks(scores: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
+    """0-based ranks under the harness's stable tie rule; an unrankable query counts as last."""
+    ranking = ranks_from_scores(scores, columns.tolist())
+    ranks = torch.tensor(ranking.ranks, dtype=torch.float64)
+    return torch.where(ranks < 0, float(scores.shape[1]), ranks)
 
 
 class _AdaFuseTask:
@@ -346,11 +376,13 @@ class _AdaFuseTask:
         validation = trainer.evaluate(self.validation)
         record = EpochRecord(epoch, train_loss, validation.hits, validation.text_only_hits, validation.gate_mean,
                              float(1.0 / trainer.logit_scale.detach().exp()),
-                             float(trainer.optimizer.param_groups[0]["lr"]))
-        log.info("epoch %d: loss %.4f, validation Hits@%d %.2f (text only %.2f), mean gate %.3f", epoch,
-                 record.train_loss, trainer.settings.hits_k, record.validation_hits, record.text_only_hits,
+                             float(trainer.optimizer.param_groups[0]["lr"]), validation.mrr, validation.loss)
+        log.info("epoch %d: loss %.4f, validation Hits@%d %.2f (text only %.2f), MRR %.4f, loss %.4f over %d images, "
+                 "mean gate %.3f", epoch, record.train_loss, trainer.settings.hits_k, record.validation_hits,
+                 record.text_only_hits, record.validation_mrr, record.validation_loss, validation.pool,
                  record.gate_mean)
-        return Validated(record, validation.hits)
+        # Best by Hits@k; ties (common on small pools) by MRR, then by the lower validation loss.
+        return Validated(record, (validation.hits, validation.mrr, -validation.loss))
 
     def state_dict(self) -> dict[str, Any]:
         return self.trainer.state_dict()
@@ -388,6 +420,11 @@ def train_adafuse(
         raise ConfigError("best-checkpoint selection needs a validation split: use a validation fraction above 0 "
                           "and more than one dialogue")
     train_count = len(split.train)
+    pool = len(_pool_ids(data, split.validation, settings.validation_pool))
+    if pool < MIN_POOL_PER_K * settings.hits_k:
+        log.warning("validation ranks a pool of %d images, under %d x k = %d: Hits@%d is near 100%% for any model, "
+                    "so the best epoch is chosen on MRR and loss; use more training dialogues for a pool that "
+                    "means something", pool, MIN_POOL_PER_K, MIN_POOL_PER_K * settings.hits_k, settings.hits_k)
     base_identity = encoder.identity() if encoder is not None else None
     trainer = Trainer(settings, data, encoder, steps_per_epoch(train_count, settings.batch_size))
     fusion_parameters = parameter_count(trainer.model)
@@ -418,7 +455,8 @@ def train_adafuse(
             parameter.requires_grad_(False)
     summary = TrainSummary(
         out_dir=out_dir, mode=settings.mode, epochs=len(result.history), best_epoch=result.best_epoch,
-        best_validation_hits=result.best_score, hits_k=settings.hits_k, parameters=parameters,
+        best_validation_hits=result.history[result.best_epoch - 1].validation_hits if result.history else float("nan"),
+        hits_k=settings.hits_k, parameters=parameters,
         fusion_parameters=fusion_parameters, train_examples=train_count,
         validation_examples=len(split.validation), resumed_from_epoch=result.resumed_from_epoch,
         history=result.history, resumed_at_batch=result.resumed_at_batch,
@@ -427,9 +465,10 @@ def train_adafuse(
     return summary
 
 
-def pool_ranks(data: EmbeddedData, indices: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
-    """0-based rank of each example's target among the distinct targets of the examples ``indices`` (the pool that
-    validation ranks), for ``queries`` (len(indices), D): the number of pool images scoring strictly higher."""
-    pool_ids, position = _validation_pool(data, indices)
-    where = position[data.target_index[indices]][:, None].to(queries.device)
-    return _ranks(queries @ data.targets[pool_ids].to(queries.device).T, where).cpu()
+def pool_ranks(data: EmbeddedData, indices: torch.Tensor, queries: torch.Tensor,
+               pool: str = "all-targets") -> torch.Tensor:
+    """0-based rank of each example's target in the pool validation ranks (``pool``), for ``queries``
+    (len(indices), D), under the harness's tie rule."""
+    pool_ids = _pool_ids(data, indices, pool)
+    columns = _pool_columns(data, indices, pool_ids)
+    return _pool_ranks(queries @ data.targets[pool_ids].to(queries.device).T, columns).cpu()

@@ -155,3 +155,31 @@ def test_split_is_by_dialogue_seeded_and_order_free():
     assert {shuffled[i] for i in again.validation.tolist()} == held
     assert {ids[i] for i in split_by_dialogue(ids, 0.1, seed=1).validation.tolist()} != held
     assert len(split_by_dialogue(["a", "a", "b"], 0.01, seed=0).validation) >= 1
+
+
+def test_a_small_validation_pool_warns_and_the_best_epoch_is_chosen_past_the_ties(tmp_path, one_thread, caplog):
+    # 12 dialogues: a pool of the validation targets alone is 2 images, where every epoch scored 100% Hits@10 and
+    # the untrained first epoch was kept. Now the pool holds every target, the warning says it is still small, and
+    # the epochs tied on Hits@10 are told apart by MRR, then by the validation loss.
+    data, _ = synthetic(dialogues=12, rounds=3)
+    settings = TrainSettings(epochs=5, batch_size=8, lr_fusion=3e-3, warmup_epochs=0, validation_fraction=0.25,
+                             seed=1)
+    with caplog.at_level("WARNING", logger="harness.adafuse"):
+        summary = train_adafuse(settings, data, None, tmp_path / "run", progress=False)
+    assert any("validation ranks a pool of 12 images" in record.getMessage() for record in caplog.records)
+    history = summary.history
+    best = max(history, key=lambda record: (record.validation_hits, record.validation_mrr, -record.validation_loss))
+    assert summary.best_epoch == best.epoch
+    assert len({record.validation_mrr for record in history}) > 1  # the tie-break has something to break
+    assert summary.best_validation_hits == best.validation_hits
+
+
+def test_the_validation_pool_is_every_target_unless_asked_otherwise():
+    data, _ = synthetic(dialogues=12, rounds=2)
+    indices = torch.arange(4)  # the rounds of dialogues 0 and 1
+    queries = data.targets[data.target_index[indices]]  # a perfect query ranks its target first in either pool
+    assert pool_ranks(data, indices, queries).tolist() == [0, 0, 0, 0]
+    assert pool_ranks(data, indices, -queries).tolist() == [11, 11, 11, 11]  # last of all 12 targets
+    assert pool_ranks(data, indices, -queries, pool="validation-targets").tolist() == [1, 1, 1, 1]
+    with pytest.raises(ConfigError, match="validation_pool must be one of"):
+        TrainSettings(validation_pool="benchmark")
