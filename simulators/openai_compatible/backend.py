@@ -243,8 +243,16 @@ class _OpenAIGenerator:
             return _Retryable(f"timed out after {self.timeout:g} s")
         except openai.APIConnectionError:
             return _Retryable(f"cannot connect to {self.base_url}")
+        except (ValueError, openai.APIResponseValidationError) as error:  # a 200 with a truncated or non-JSON body
+            return _Retryable(f"the reply is not a valid chat completion ({self._scrub(str(error))[:MESSAGE_CHARS]})")
+        if not hasattr(response, "choices"):  # a 200 that is no completion at all: a proxy's HTML page, say
+            return _Retryable(f"the reply is not a chat completion: {self._scrub(' '.join(str(response).split()))[:80]}")
         content = response.choices[0].message.content if response.choices else None
-        return content if content and content.strip() else TurnFailure("empty response")
+        # A server may echo the request, key included; nothing it sends back is kept with the key in it.
+        return self._scrub(content) if content and content.strip() else TurnFailure("empty response")
+
+    def _scrub(self, text: str) -> str:
+        return text.replace(self._secret, "<redacted>") if self._secret else text
 
     def _server_message(self, error: openai.APIStatusError) -> str:
         """The server's own error message, short, with the key scrubbed in case the server echoes it."""
@@ -254,8 +262,7 @@ class _OpenAIGenerator:
             message = inner.get("message") if isinstance(inner, Mapping) else inner
         else:
             message = body
-        text = " ".join(str(message or error.message).split())[:MESSAGE_CHARS]
-        return text.replace(self._secret, "<redacted>") if self._secret else text
+        return self._scrub(" ".join(str(message or error.message).split())[:MESSAGE_CHARS])
 
 
 class OpenAIChatGenerator(_OpenAIGenerator):

@@ -33,8 +33,9 @@ def reply_for(text: str) -> str:
 @dataclass(frozen=True)
 class Fault:
     """What to do instead of a normal reply: an HTTP error ``status`` (with ``headers``), a reply after ``delay``
-    seconds (``status`` 200: a slow response), a 200 whose content is null (``empty``), or closing the connection
-    without any response (``drop``)."""
+    seconds (``status`` 200: a slow response), a 200 whose content is null (``empty``), closing the connection
+    without any response (``drop``), a 200 whose body is ``raw`` bytes of ``content_type`` (a truncated body, a
+    proxy's HTML page), or a 200 whose content is ``reply`` (say, text echoing the request's API key)."""
 
     status: int = 200
     message: str = "injected fault"
@@ -42,6 +43,9 @@ class Fault:
     delay: float = 0.0
     empty: bool = False
     drop: bool = False
+    raw: bytes | None = None
+    content_type: str = "application/json"
+    reply: str | None = None
 
 
 @dataclass(frozen=True)
@@ -145,11 +149,15 @@ def _handler_for(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
                     # What OpenAI and vLLM answer for an unknown model name.
                     self._send(404, {"error": {"message": f"The model `{model}` does not exist.",
                                                "type": "invalid_request_error", "code": "model_not_found"}})
+                elif fault is not None and fault.raw is not None:
+                    self._send_bytes(200, fault.raw, fault.content_type)
                 elif fault is not None and fault.status != 200:
                     self._send(fault.status, {"error": {"message": fault.message, "type": "injected"}}, fault.headers)
                 else:
                     text = RecordedRequest(number, self.path, headers, body).text
                     content = None if fault is not None and fault.empty else reply_for(text)
+                    if fault is not None and fault.reply is not None:
+                        content = fault.reply
                     self._send(200, _completion(number, model, content))
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the client timed out and left; nothing to answer
@@ -157,9 +165,12 @@ def _handler_for(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
                 server._leave()
 
         def _send(self, status: int, payload: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> None:
-            data = json.dumps(payload).encode("utf-8")
+            self._send_bytes(status, json.dumps(payload).encode("utf-8"), "application/json", headers)
+
+        def _send_bytes(self, status: int, data: bytes, content_type: str,
+                        headers: Mapping[str, str] | None = None) -> None:
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(data)))
             for name, value in (headers or {}).items():
                 self.send_header(name, value)

@@ -175,6 +175,23 @@ def test_empty_content_is_a_failure(server, sleeps, tmp_path):
     assert chat(server, sleeps, tmp_path).generate(prompts(1), seeds=[0]) == [TurnFailure("empty response")]
 
 
+@pytest.mark.parametrize("fault", [Fault(raw=b'{"id": "chatcmpl-1", "choi'),
+                                   Fault(raw=b"<html><body>502 proxy error</body></html>", content_type="text/html")],
+                         ids=["truncated-json", "html-page"])
+def test_a_200_that_is_no_completion_is_retried_then_fails_that_item_only(server, sleeps, tmp_path, fault):
+    server.inject("prompt 1", fault, fault)
+    generator = chat(server, sleeps, tmp_path, max_retries=1)
+    outputs = generator.generate(prompts(3), seeds=[0, 1, 2])
+    assert outputs[0] == reply_for("prompt 0") and outputs[2] == reply_for("prompt 2")
+    assert isinstance(outputs[1], TurnFailure) and "not a" in outputs[1].reason and "gave up after 2" in outputs[1].reason
+    assert len(server.requests_for("prompt 1")) == 2 and len(sleeps) == 1
+
+
+def test_a_server_echoing_the_key_gets_it_scrubbed_from_the_generated_text(server, sleeps, tmp_path):
+    server.inject("prompt 0", Fault(reply=f"your key is {KEY}, thanks"))
+    assert chat(server, sleeps, tmp_path).generate(prompts(1), seeds=[0]) == ["your key is <redacted>, thanks"]
+
+
 def test_the_key_never_leaks(server, sleeps, tmp_path, caplog):
     caplog.set_level(logging.DEBUG)
     server.inject("prompt 0", Fault(status=429, message=f"rate limited for key {KEY}"))
