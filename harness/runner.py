@@ -198,41 +198,42 @@ def run_evaluation(
         source, bot_records = _build_source(spec, benchmark, dialogues)
     device = resolve_device(spec.device)
     store = RunStore(spec.out)
-    manifest = _new_manifest(spec, benchmark)
-    resumed = store.open(manifest)
-    done = store.completed_ids()
-    pending = [dialogue for dialogue in dialogues if dialogue.dialogue_id not in done]
-    if resumed:
-        log.info("resuming %s: %d of %d dialogues already stored", spec.out, len(dialogues) - len(pending), len(dialogues))
+    with store.locked():
+        manifest = _new_manifest(spec, benchmark)
+        resumed = store.open(manifest)
+        done = store.completed_ids()
+        pending = [dialogue for dialogue in dialogues if dialogue.dialogue_id not in done]
+        if resumed:
+            log.info("resuming %s: %d of %d dialogues already stored", spec.out, len(dialogues) - len(pending), len(dialogues))
 
-    if pending:
-        context = RunContext(device=device, cache_dir=spec.cache_dir, seed=spec.seed, progress=spec.progress)
-        # Prepared here first even when workers run elsewhere: the search-space index (and any other shared cache)
-        # is built once, and the manifest records the components' identities before any record is written.
-        retriever.prepare(search_space, context)
-        source.prepare(benchmark, context)
-        identities = _record_components(store, retriever, [retriever_record, *bot_records], source, context, resumed)
-        factory = ChunkWorkerFactory(
-            spec=spec,
-            benchmark=benchmark,
-            target_positions=target_positions,
-            identities=identities,
-            source=given_source,
-        )
-        if getattr(executor, "remote", False):
-            # The workers load their own copies; the driver's models would only hold memory (a GPU's, perhaps).
-            del retriever, source
-            gc.collect()
-            _release_accelerator_memory()
-        else:
-            factory.use_prepared(retriever, source)
+        if pending:
+            context = RunContext(device=device, cache_dir=spec.cache_dir, seed=spec.seed, progress=spec.progress)
+            # Prepared here first even when workers run elsewhere: the search-space index (and any other shared cache)
+            # is built once, and the manifest records the components' identities before any record is written.
+            retriever.prepare(search_space, context)
+            source.prepare(benchmark, context)
+            identities = _record_components(store, retriever, [retriever_record, *bot_records], source, context, resumed)
+            factory = ChunkWorkerFactory(
+                spec=spec,
+                benchmark=benchmark,
+                target_positions=target_positions,
+                identities=identities,
+                source=given_source,
+            )
+            if getattr(executor, "remote", False):
+                # The workers load their own copies; the driver's models would only hold memory (a GPU's, perhaps).
+                del retriever, source
+                gc.collect()
+                _release_accelerator_memory()
+            else:
+                factory.use_prepared(retriever, source)
 
-        with tqdm(total=len(pending), desc=f"evaluating {spec.retriever}", unit="dialogue", disable=not spec.progress) as bar:
-            for records in executor.map(factory, batched(pending, spec.batch_size)):
-                store.append(records)
-                bar.update(len(records))
+            with tqdm(total=len(pending), desc=f"evaluating {spec.retriever}", unit="dialogue", disable=not spec.progress) as bar:
+                for records in executor.map(factory, batched(pending, spec.batch_size)):
+                    store.append(records)
+                    bar.update(len(records))
 
-    return _finish(store, dialogues, evaluated=len(pending), reused=len(dialogues) - len(pending))
+        return _finish(store, dialogues, evaluated=len(pending), reused=len(dialogues) - len(pending))
 
 
 class ChunkWorkerFactory:

@@ -9,9 +9,11 @@ dialogues finish) and ``metrics.json`` (derived from the ranks, recomputable at 
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from harness.types import RunRecord, parse_ranks
 MANIFEST = "manifest.json"
 RANKS = "ranks.jsonl"
 METRICS = "metrics.json"
+LOCK = ".lock"  # held (flock) by the one process writing the run
 
 
 class RunStore:
@@ -42,6 +45,30 @@ class RunStore:
 
     def exists(self) -> bool:
         return self.manifest_path.is_file()
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the run directory for one writer: a second process is refused, naming the holder's pid. The lock
+        is the operating system's (flock), so it goes with the process that held it, however that process ends."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        handle = open(self.directory / LOCK, "a+", encoding="utf-8")  # noqa: SIM115 - held for the block below
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise ConfigError(f"{self.directory} is being written by another harness process (pid {holder}); "
+                              "wait for it to finish, or use another --out") from None
+        try:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"{os.getpid()}\n")
+            handle.flush()
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            handle.close()
 
     def read_manifest(self) -> dict[str, Any]:
         try:
