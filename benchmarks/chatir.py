@@ -68,9 +68,6 @@ def read_search_space(path: Path, image_root: Path | None = None) -> SearchSpace
     return SearchSpace(paths=tuple(paths), image_root=image_root, source=str(path))
 
 
-def file_identity(path: Path) -> str:
-    """``"<absolute path> <sha256>"``: how a run manifest records an input file."""
-    return f"{path.resolve()} {sha256_file(path)}"
 
 
 def load_chatir_benchmark(
@@ -93,7 +90,8 @@ def load_chatir_benchmark(
         name=name or dialogues.stem,
         dialogues=records,
         search_space=space,
-        files={"dialogues": file_identity(dialogues), "search_space": file_identity(search_space)},
+        files={"dialogues": sha256_file(dialogues), "search_space": sha256_file(search_space)},
+        paths={"dialogues": dialogues.resolve(), "search_space": search_space.resolve()},
     )
 
 

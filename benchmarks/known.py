@@ -10,11 +10,12 @@ levymsn/ChatIR or a folder filled by ``harness data fetch chatir --to DIR``.
 
 from __future__ import annotations
 
+import logging
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.chatir import load_chatir_benchmark
+from benchmarks.chatir import CHATIR_TURNS, load_chatir_benchmark
 from harness.errors import HarnessError
 from harness.hashing import sha256_file
 from harness.types import Benchmark
@@ -23,6 +24,9 @@ UPSTREAM_REPOSITORY = "levymsn/ChatIR"
 UPSTREAM_COMMIT = "c62600c90a2260c8cca44c5fb6b37bc3df53c43f"
 RAW_BASE_URL = f"https://raw.githubusercontent.com/{UPSTREAM_REPOSITORY}/{UPSTREAM_COMMIT}"
 UPSTREAM = f"https://github.com/{UPSTREAM_REPOSITORY}/tree/{UPSTREAM_COMMIT}"
+
+
+log = logging.getLogger("harness.benchmarks")
 
 
 class KnownFileMismatchWarning(UserWarning):
@@ -109,6 +113,24 @@ def load_known_benchmark(
     # An overriding search space is the user's own list, so there is no published digest to compare it with.
     space_file = locate(SEARCH_SPACE, data_dir, name) if search_space is None else Path(search_space)
     return load_chatir_benchmark(dialogue_file, space_file, image_root=image_root, name=name)
+
+
+def load_file_benchmark(
+    dialogues: Path,
+    search_space: Path | None = None,
+    image_root: Path | None = None,
+    data_dir: Path | None = None,
+    expected_turns: int | None = CHATIR_TURNS,
+) -> Benchmark:
+    """Any ChatIR-format dialogue file (registered as ``chatir-file``), over ``search_space``, or over the published
+    50k search space under ``data_dir`` when no search space is given (said in the log)."""
+    if search_space is None:
+        if data_dir is None:
+            raise HarnessError(f"benchmark file {dialogues} needs a search space (--search-space FILE or --data-dir)")
+        search_space = locate(SEARCH_SPACE, Path(data_dir), str(dialogues))
+        log.info("%s: no --search-space given, so the search space is --data-dir's %s", dialogues, search_space)
+    return load_chatir_benchmark(Path(dialogues), Path(search_space), image_root=image_root,
+                                 expected_turns=expected_turns)
 
 
 def locate(known: KnownFile, data_dir: Path, benchmark: str) -> Path:

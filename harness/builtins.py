@@ -35,7 +35,7 @@ BUILTINS: dict[str, dict[str, str]] = {
         "chatgpt-blip2": "benchmarks.known:load_chatgpt_blip2",
         "human-blip2": "benchmarks.known:load_human_blip2",
         "flan-blip2": "benchmarks.known:load_flan_blip2",
-        "chatir-file": "benchmarks.chatir:load_chatir_benchmark",
+        "chatir-file": "benchmarks.known:load_file_benchmark",
     },
     "fixture": {
         "tiny-blip": "harness.fixtures.tiny_encoders:write_tiny_blip",

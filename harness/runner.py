@@ -75,14 +75,16 @@ def load_benchmark(spec: RunSpec) -> Benchmark:
         return benchmark
     path = Path(spec.benchmark)
     if path.suffix == ".json" or path.exists():
-        if spec.search_space is None:
-            raise ConfigError(f"benchmark file {path} needs --search-space FILE (a JSON list of image paths)")
+        if spec.search_space is None and spec.data_dir is None:
+            raise ConfigError(f"benchmark file {path} needs --search-space FILE (a JSON list of image paths), or "
+                              "--data-dir for the published 50k search space")
         benchmark, _ = REGISTRY.build(
             "benchmark",
             "chatir-file",
             dialogues=path,
             search_space=spec.search_space,
             image_root=spec.image_root,
+            data_dir=spec.data_dir,
             expected_turns=None,  # any length; check_rounds tells a user whose file is shorter than --rounds
         )
         return benchmark
@@ -94,7 +96,7 @@ def check_rounds(benchmark: Benchmark, dialogues: Sequence[Dialogue], rounds: in
     for index, dialogue in enumerate(dialogues):
         if len(dialogue.turns) < rounds + 1:
             raise DataError(
-                benchmark.files.get("dialogues", benchmark.name),
+                benchmark.paths.get("dialogues", benchmark.name),
                 f"has {len(dialogue.turns)} turns but --rounds {rounds} needs {rounds + 1}",
                 record=index,
                 field="dialog",
@@ -369,12 +371,16 @@ def _check_length(what: str, produced: Sequence[Any], states: Sequence[DialogueS
 
 def _new_manifest(spec: RunSpec, benchmark: Benchmark) -> dict[str, Any]:
     identity = spec.identity()
+    if spec.benchmark not in REGISTRY.names("benchmark"):
+        # A file is identified by its content: the same file typed as another path (or moved) resumes the run.
+        identity["benchmark"] = "file"
     identity["benchmark_files"] = {role: value for role, value in benchmark.files.items()}
     return {
         "identity": identity,
         "spec": spec.to_dict(),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "benchmark": {"name": benchmark.name, "dialogues": len(benchmark), "search_space": len(benchmark.search_space)},
+        "benchmark": {"name": benchmark.name, "dialogues": len(benchmark), "search_space": len(benchmark.search_space),
+                      "files": {role: str(path) for role, path in benchmark.paths.items()}},
         "environment": _environment(),
     }
 

@@ -89,7 +89,8 @@ class Benchmark:
     name: str
     dialogues: tuple[Dialogue, ...]
     search_space: SearchSpace
-    files: Mapping[str, str] = field(default_factory=dict)  # role -> "path sha256"
+    files: Mapping[str, str] = field(default_factory=dict)  # role -> sha256 of the file's content (its identity)
+    paths: Mapping[str, Path] = field(default_factory=dict)  # role -> resolved path (recorded, never compared)
 
     def __len__(self) -> int:
         return len(self.dialogues)

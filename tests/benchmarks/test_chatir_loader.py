@@ -51,11 +51,10 @@ def test_load_chatir_benchmark_records_files(chatir_dir: Path) -> None:
     assert benchmark.name == "ChatGPT_BLIP2"
     assert len(benchmark) == 2064
     assert benchmark.dialogues[2063].turns[10] == "Do both cars have their headlights on or off? off"
-    assert benchmark.files["dialogues"] == (
-        f"{chatir_dir / 'dialogues/ChatGPT_BLIP2.json'} "
-        "e3a3e3d08aadd6540264d25eca9ef6894ff9364eaa8002ff746e801c151a3cd8"
-    )
-    assert benchmark.files["search_space"].endswith(" 8a32638192419131513f2e5a6e5159d191de6789678fb3b1faa18e1ab46b44af")
+    # The identity is the content's sha256; the resolved path is recorded beside it.
+    assert benchmark.files["dialogues"] == "e3a3e3d08aadd6540264d25eca9ef6894ff9364eaa8002ff746e801c151a3cd8"
+    assert benchmark.paths["dialogues"] == (chatir_dir / "dialogues/ChatGPT_BLIP2.json").resolve()
+    assert benchmark.files["search_space"] == "8a32638192419131513f2e5a6e5159d191de6789678fb3b1faa18e1ab46b44af"
 
 
 def test_reformulated_file_loads_with_same_function(tmp_path: Path) -> None:
@@ -65,7 +64,8 @@ def test_reformulated_file_loads_with_same_function(tmp_path: Path) -> None:
     benchmark = load_chatir_benchmark(dialogues, space, name="dar-reformulated")
     assert benchmark.name == "dar-reformulated"
     assert benchmark.dialogues[0].turns == tuple(captions)
-    assert benchmark.files["search_space"] == f"{space.resolve()} {sha256_file(space)}"
+    assert benchmark.files["search_space"] == sha256_file(space)
+    assert benchmark.paths["search_space"] == space.resolve()
 
 
 @pytest.mark.parametrize(

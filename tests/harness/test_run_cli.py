@@ -127,3 +127,40 @@ def test_metrics_refuses_ranks_the_search_space_cannot_hold(small_benchmark, tmp
     assert result.exit_code == 2
     assert f"{ranks_file}, field 'ranks': line 3: " in result.output or f"{ranks_file}: line 3" in result.output
     assert re.search(message, result.output), result.output
+
+
+def test_a_benchmark_file_is_identified_by_content_not_by_the_path_typed(small_benchmark, tmp_path):
+    out = tmp_path / "run"
+    assert run_cli("run", "--retriever", "oracle", *benchmark_args(small_benchmark, out))[0] == 0
+    moved = tmp_path / "elsewhere" / "renamed.json"  # the same content, another path spelled another way
+    moved.parent.mkdir()
+    moved.write_bytes(small_benchmark.dialogues.read_bytes())
+    typed = str(moved.parent / ".." / "elsewhere" / moved.name)
+    code, output = run_cli("run", "--retriever", "oracle", "--benchmark", typed, "--search-space",
+                           str(small_benchmark.search_space), "--out", str(out), "--quiet", "--device", "cpu")
+    assert code == 0, output
+    assert f"0 evaluated now, {small_benchmark.count} reused" in output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["identity"]["benchmark"] == "file"
+    assert manifest["benchmark"]["files"]["dialogues"] == str(small_benchmark.dialogues.resolve())  # recorded
+
+
+def test_a_benchmark_file_without_search_space_takes_the_data_dirs(small_benchmark, tmp_path, caplog):
+    data_dir = tmp_path / "DATA"
+    (data_dir / "ChatIR_Protocol").mkdir(parents=True)
+    (data_dir / "ChatIR_Protocol" / "Search_Space_val_50k.json").write_bytes(small_benchmark.search_space.read_bytes())
+    with caplog.at_level("INFO", logger="harness.benchmarks"), pytest.warns(UserWarning, match="differs from"):
+        code, output = run_cli("run", "--retriever", "oracle", "--benchmark", str(small_benchmark.dialogues),
+                               "--data-dir", str(data_dir), "--out", str(tmp_path / "run"), "--quiet")
+    assert code == 0, output
+    assert any("the search space is --data-dir's" in record.getMessage() for record in caplog.records)
+    result = CliRunner().invoke(main, ["run", "--retriever", "oracle", "--benchmark", str(small_benchmark.dialogues),
+                                       "--out", str(tmp_path / "other")])
+    assert result.exit_code == 2 and "--search-space FILE" in result.output and "--data-dir" in result.output
+
+
+def test_an_error_names_the_benchmark_file_by_its_path_alone(small_benchmark, tmp_path):
+    result = CliRunner().invoke(main, ["run", "--retriever", "oracle", *benchmark_args(small_benchmark, tmp_path / "r"),
+                                       "--rounds", "12"])
+    assert result.exit_code == 2
+    assert f"error: {small_benchmark.dialogues.resolve()}, record 0, field 'dialog': has 11 turns" in result.output
