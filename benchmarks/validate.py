@@ -257,10 +257,33 @@ def _image_findings(path: Path, paths: Sequence[str], image_root: Path) -> list[
     if not image_root.is_dir():
         return [Finding("error", "image-root-missing", f"the image root {image_root} is not a folder", str(path))]
     absent = _missing_images(paths, image_root)
+    findings = []
+    escaping = _escaping_images(paths, image_root)
+    if escaping:
+        message = (f"{len(escaping):,} of {len(paths):,} images resolve outside the image root {image_root.resolve()} "
+                   "(symbolic links or '..'); runs refuse to read them")
+        findings.append(Finding("error", "image-outside-root", message, str(path), len(escaping), _quote(escaping)))
     if not absent:
-        return [Finding("info", "images", f"all {len(paths):,} images exist under {image_root}", str(path))]
+        return [*findings, Finding("info", "images", f"all {len(paths):,} images exist under {image_root}", str(path))]
     message = f"{len(absent):,} of {len(paths):,} images are missing under {image_root}"
-    return [Finding("error", "missing-image", message, str(path), len(absent), _quote(absent))]
+    return [*findings, Finding("error", "missing-image", message, str(path), len(absent), _quote(absent))]
+
+
+def _escaping_images(paths: Sequence[str], image_root: Path) -> list[str]:
+    """Images whose real path lies outside the real image root: a symbolic link (of the file or of a folder on its
+    way) or '..' leads elsewhere. Only links and '..' are resolved, so 50k plain files cost no extra system call."""
+    root = image_root.resolve()
+    folders: dict[str, Path] = {}
+    escaping = []
+    for relative in paths:
+        folder, _, name = relative.replace("\\", "/").rpartition("/")
+        if folder not in folders:
+            folders[folder] = (image_root / folder).resolve()
+        candidate = folders[folder] / name
+        real = candidate.resolve() if candidate.is_symlink() else candidate
+        if real != root and root not in real.parents:
+            escaping.append(relative)
+    return escaping
 
 
 def _missing_images(paths: Sequence[str], image_root: Path) -> list[str]:

@@ -55,9 +55,17 @@ class SearchSpace:
         return path in self._positions  # type: ignore[attr-defined]
 
     def resolve(self, path: str) -> Path:
+        """The file of image ``path`` under the image root; DataError when its real path (symbolic links followed)
+        lies outside the real image root, so no link can make a run read, or upload, a file from elsewhere."""
         if self.image_root is None:
             raise ValueError("this run needs image files but no --image-root was given")
-        return self.image_root / path
+        candidate = self.image_root / path
+        root = Path(self.image_root).resolve()
+        real = candidate.resolve()
+        if real != root and root not in real.parents:
+            raise DataError(candidate, f"resolves to {real}, outside the image root {root} (through a symbolic link "
+                            "or '..'); images are read from inside --image-root only")
+        return candidate
 
     @property
     def fingerprint(self) -> str:

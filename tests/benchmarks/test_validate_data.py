@@ -136,3 +136,17 @@ def test_empty_turns_warn(tmp_path: Path) -> None:
     report = validate_benchmark_file(dialogues)
     assert report.ok
     assert report.find("empty-turn")[0].count == 2
+
+
+def test_symbolic_links_out_of_the_image_root_are_errors(tmp_path: Path) -> None:
+    (tmp_path / "images/sub").mkdir(parents=True)
+    (tmp_path / "images/sub/a.png").write_bytes(b"png")
+    (tmp_path / "outside.png").write_bytes(b"png")
+    (tmp_path / "images/sub/link.png").symlink_to(tmp_path / "outside.png")  # a file link leaving the root
+    (tmp_path / "images/etc").symlink_to("/etc", target_is_directory=True)  # a folder link leaving the root
+    (tmp_path / "images/inside.png").symlink_to(tmp_path / "images/sub/a.png")  # a link staying inside is fine
+    space = write_json(tmp_path / "space.json", ["sub/a.png", "sub/link.png", "etc/hostname", "inside.png"])
+    report = validate_search_space_file(space, image_root=tmp_path / "images")
+    (escaping,) = [f for f in report.findings if f.code == "image-outside-root"]
+    assert escaping.level == "error" and escaping.count == 2
+    assert escaping.examples == ("'sub/link.png'", "'etc/hostname'")

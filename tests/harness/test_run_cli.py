@@ -164,3 +164,22 @@ def test_an_error_names_the_benchmark_file_by_its_path_alone(small_benchmark, tm
                                        "--rounds", "12"])
     assert result.exit_code == 2
     assert f"error: {small_benchmark.dialogues.resolve()}, record 0, field 'dialog': has 11 turns" in result.output
+
+
+def test_a_run_never_reads_an_image_through_a_link_out_of_the_image_root(tmp_path):
+    from harness.registry import REGISTRY
+
+    synthetic = REGISTRY.resolve("fixture", "synthetic-benchmark")(tmp_path / "benchmark", dialogues=3)
+    blip = REGISTRY.resolve("fixture", "tiny-blip")(tmp_path / "blip")
+    paths = json.loads(synthetic.search_space_file.read_text())
+    secret = tmp_path / "secret.png"
+    victim = synthetic.image_root / paths[-1]
+    secret.write_bytes(victim.read_bytes())
+    victim.unlink()
+    victim.symlink_to(secret)
+    result = CliRunner().invoke(main, ["run", "--retriever", "zs", "--retriever-arg", f"model={blip}", "--benchmark",
+                                       str(synthetic.dialogue_file), "--search-space", str(synthetic.search_space_file),
+                                       "--image-root", str(synthetic.image_root), "--out", str(tmp_path / "run"),
+                                       "--quiet", "--device", "cpu"])
+    assert result.exit_code == 2
+    assert f"resolves to {secret.resolve()}, outside the image root" in result.output
