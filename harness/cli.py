@@ -223,11 +223,13 @@ def metrics_command(runs: tuple[Path, ...]) -> None:
 
     for run in runs:
         store = RunStore(run)
-        size = store.read_manifest().get("benchmark", {}).get("search_space")
+        manifest = store.read_manifest()
+        size = manifest.get("benchmark", {}).get("search_space")
         if size is None:
             log.warning("%s: the manifest does not record the search-space size (a run from an older version), so "
                         "ranks are checked to be non-negative integers only", run)
-        records = [record for record in store.records(search_space=size) if record.status == "ok"]
+        rounds = manifest.get("identity", {}).get("rounds")
+        records = [record for record in store.records(search_space=size, rounds=rounds) if record.status == "ok"]
         if not records:
             raise HarnessError(f"{run} has no finished dialogues yet")
         metrics = run_metrics(records)

@@ -70,6 +70,11 @@ def parse_dialogue(record: Any, index: int, file: Path, expected_turns: int | No
         if not isinstance(turn, str):
             message = f"turn {position} is {_json_type(turn)}, expected a string"
             raise RecordError(file, message, "bad-type", index, "dialog")
+        if not _is_unicode(turn):
+            message = f"turn {position} holds a lone surrogate (a \\ud800-\\udfff escape with no pair), not text"
+            raise RecordError(file, message, "bad-text", index, "dialog")
+    if not _is_unicode(target):
+        raise RecordError(file, "holds a lone surrogate (an unpaired \\ud800-\\udfff escape)", "bad-text", index, "img")
     if not turns:
         raise RecordError(file, "holds no turns (not even a caption)", "bad-length", index, "dialog")
     if expected_turns is not None and len(turns) != expected_turns:
@@ -82,6 +87,15 @@ def read_chatir_dialogues(path: Path, expected_turns: int | None = CHATIR_TURNS)
     """All dialogues of a ChatIR-format file, for replay; ``expected_turns=None`` accepts any length."""
     records = require_list(read_json(path), path, "dialogue records")
     return tuple(parse_dialogue(record, index, path, expected_turns) for index, record in enumerate(records))
+
+
+def _is_unicode(text: str) -> bool:
+    """False for a string JSON decoding left a lone surrogate in: it can be neither encoded nor written back."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _json_type(value: Any) -> str:

@@ -18,6 +18,8 @@ import importlib.metadata
 import importlib.util
 import inspect
 import sys
+import types
+import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,6 +109,7 @@ class Registry:
         except TypeError as error:
             parameters = ", ".join(inspect.signature(factory).parameters)
             raise RegistryError(f"bad arguments for {kind} {name!r}: {error} (it takes: {parameters})") from None
+        _check_types(kind, name, factory, bound.arguments, arguments)
         bound.apply_defaults()
         component = factory(*bound.args, **bound.kwargs)
         record = ComponentRecord(
@@ -162,6 +165,42 @@ class Registry:
         if isinstance(target, str):
             return target
         return f"{target.__module__}:{target.__qualname__}"
+
+
+_SCALARS: dict[type, tuple[type, ...]] = {int: (int,), float: (int, float), bool: (bool,), str: (str,)}
+
+
+def _check_types(kind: str, name: str, factory: Callable[..., Any], bound: Mapping[str, Any],
+                 given: Mapping[str, Any]) -> None:
+    """Refuse a given argument whose value cannot be what the factory's annotation says (``max_new_tokens=abc``),
+    naming it, before the component is built; only plain scalars (and their optional forms) are checked."""
+    try:
+        hints = typing.get_type_hints(factory)
+    except (NameError, TypeError):
+        return  # annotations that do not resolve here (forward references of a plug-in) are not checked
+    for parameter, value in bound.items():
+        if parameter not in given or parameter not in hints:
+            continue
+        allowed = _scalar_types(hints[parameter])
+        if allowed is None or (value is None and type(None) in allowed):
+            continue
+        if isinstance(value, bool) and bool not in allowed or not isinstance(value, tuple(allowed)):
+            wanted = " or ".join(sorted(option.__name__ for option in allowed if option is not type(None)))
+            raise RegistryError(f"{kind} {name!r}: argument {parameter}={value!r} is not {wanted}")
+
+
+def _scalar_types(hint: Any) -> set[type] | None:
+    """The Python types a plain scalar annotation accepts (``int | None`` -> int, NoneType), else None."""
+    options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    accepted: set[type] = set()
+    for option in options:
+        if option is type(None):
+            accepted.add(type(None))
+        elif option in _SCALARS:
+            accepted.update(_SCALARS[option])
+        else:
+            return None
+    return accepted
 
 
 def _jsonable(values: Mapping[str, Any]) -> dict[str, Any]:

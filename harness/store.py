@@ -102,14 +102,22 @@ class RunStore:
         self._drop_torn_last_line()
         return True
 
-    def records(self, search_space: int | None = None) -> list[RunRecord]:
+    def records(self, search_space: int | None = None, rounds: int | None = None) -> list[RunRecord]:
         """Every record, the last one per dialogue winning (a failed dialogue retried on resume is superseded);
-        with ``search_space`` (its size) every rank is checked to lie in it."""
+        with ``search_space`` (its size) every rank is checked to lie in it, with ``rounds`` every finished record
+        to hold a rank for rounds 0..rounds."""
         latest: dict[str, RunRecord] = {}
         if not self.ranks_path.is_file():
             return []
-        with open(self.ranks_path, encoding="utf-8") as stream:
-            for line_number, line in enumerate(stream, start=1):
+        with open(self.ranks_path, "rb") as stream:
+            for line_number, raw in enumerate(stream, start=1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as error:
+                    if not raw.endswith(b"\n"):
+                        break  # a line torn by a crash mid-write, mid-character too
+                    raise DataError(self.ranks_path, f"line {line_number} is not UTF-8 text (byte {error.start} of the "
+                                    "line); the file was damaged outside the harness") from None
                 if not line.strip():
                     continue
                 try:
@@ -123,6 +131,9 @@ class RunStore:
                         parse_ranks(list(record.ranks), search_space)
                     except (TypeError, ValueError) as error:
                         raise DataError(self.ranks_path, f"line {line_number}: {error}", field="ranks") from None
+                if rounds is not None and record.status == "ok" and len(record.ranks) != rounds + 1:
+                    raise DataError(self.ranks_path, f"line {line_number}: {len(record.ranks)} ranks, but the run has "
+                                    f"rounds 0..{rounds} ({rounds + 1} ranks)", field="ranks")
                 latest[record.dialogue_id] = record
         return list(latest.values())
 

@@ -84,3 +84,35 @@ def test_every_lazy_subcommand_resolves():
              for name in getattr(main.get_command(click.Context(main), group), "lazy_subcommands", {})]
     assert isinstance(main.get_command(click.Context(main), "bench"), LazyGroup)
     assert set(lazy) <= set(reached) and len(lazy) >= 15
+
+
+def test_an_argument_of_the_wrong_type_is_refused_by_name_before_building():
+    registry = Registry()
+    built = []
+
+    def factory(tokens: int = 8, scale: float = 1.0, label: str | None = None, flag: bool = False, items: list = ()):
+        built.append(1)
+        return tokens
+
+    registry.add("questioner", "toy", factory)
+    with pytest.raises(RegistryError, match=r"questioner 'toy': argument tokens='abc' is not int"):
+        registry.build("questioner", "toy", tokens="abc")
+    with pytest.raises(RegistryError, match="argument tokens=True is not int"):
+        registry.build("questioner", "toy", tokens=True)
+    with pytest.raises(RegistryError, match="argument label=3 is not str"):
+        registry.build("questioner", "toy", label=3)
+    assert built == []
+    assert registry.build("questioner", "toy", tokens=3, scale=2, label=None, flag=True, items=[1])[0] == 3
+
+
+def test_a_cli_argument_of_the_wrong_type_is_a_clear_error(small_benchmark, tmp_path):
+    from click.testing import CliRunner
+
+    from harness.cli import main
+
+    result = CliRunner().invoke(main, ["run", "--retriever", "oracle", "--questioner", "flan", "--questioner-arg",
+                                       "max_new_tokens=abc", "--answerer", "scripted", "--benchmark",
+                                       str(small_benchmark.dialogues), "--search-space", str(small_benchmark.search_space),
+                                       "--out", str(tmp_path / "run"), "--quiet"])
+    assert result.exit_code == 2
+    assert "error: questioner 'flan': argument max_new_tokens='abc' is not int" in result.output

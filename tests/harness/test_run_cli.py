@@ -183,3 +183,33 @@ def test_a_run_never_reads_an_image_through_a_link_out_of_the_image_root(tmp_pat
                                        "--quiet", "--device", "cpu"])
     assert result.exit_code == 2
     assert f"resolves to {secret.resolve()}, outside the image root" in result.output
+
+
+@pytest.mark.parametrize(("damage", "message"), [
+    (lambda line: line.encode("utf-8")[:20] + b"\xff\xfe" + line.encode("utf-8")[20:],
+     "line 3 is not UTF-8 text"),
+    (lambda line: json.dumps({**json.loads(line), "ranks": json.loads(line)["ranks"][:5]}).encode("utf-8"),
+     r"line 3: 5 ranks, but the run has rounds 0..10 \(11 ranks\)"),
+], ids=["invalid-utf8", "wrong-length"])
+def test_a_damaged_record_in_the_middle_of_ranks_jsonl_is_named_not_a_traceback(small_benchmark, tmp_path, damage,
+                                                                                 message):
+    assert run_cli("run", "--retriever", "oracle", *benchmark_args(small_benchmark, tmp_path / "run"))[0] == 0
+    ranks_file = tmp_path / "run" / "ranks.jsonl"
+    lines = ranks_file.read_bytes().splitlines()
+    lines[2] = damage(lines[2].decode("utf-8"))
+    ranks_file.write_bytes(b"\n".join(lines) + b"\n")
+    for command in (["metrics", str(tmp_path / "run")], ["run", "--retriever", "oracle",
+                                                        *benchmark_args(small_benchmark, tmp_path / "run")]):
+        result = CliRunner().invoke(main, command)
+        assert result.exit_code == 2 and result.exception.__class__ is SystemExit, result.output
+        assert f"error: {ranks_file}" in result.output and re.search(message, result.output), result.output
+
+
+def test_a_lone_surrogate_in_a_dialogue_file_is_named(tmp_path):
+    from harness.dialogue_files import read_chatir_dialogues
+    from harness.errors import DataError
+
+    path = tmp_path / "dialogues.json"
+    path.write_text('[{"img": "a.jpg", "dialog": ["a cat \\ud800 on a mat", "is it black? yes"]}]')
+    with pytest.raises(DataError, match=r"record 0, field 'dialog': turn 0 holds a lone surrogate"):
+        read_chatir_dialogues(path, expected_turns=None)
