@@ -107,6 +107,13 @@ def load_original_state_dict(checkpoint: Path) -> dict[str, torch.Tensor]:
     try:
         payload = torch.load(checkpoint, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
+        if "Unsupported global" not in str(error):
+            # Not a refused Python object but bytes no checkpoint holds (torch wraps both in "Weights only load
+            # failed"): never advise loading such a file unsafely.
+            reason = next((line.strip() for line in str(error).splitlines() if line.startswith("Unsupported")),
+                          str(error).strip().splitlines()[0])
+            raise HarnessError(f"{checkpoint} is not a readable torch checkpoint (damaged, cut short, or another kind "
+                               f"of file: {reason}); download or copy it again") from None
         detail = next((line.strip() for line in str(error).splitlines() if "Unsupported global" in line), "")
         raise HarnessError(
             f"{checkpoint} holds Python objects besides tensors, which are not unpickled (that could run code; "

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from harness.atomic import atomic_writer
 from harness.errors import HarnessError
+from harness.pretrained import load_pretrained
 
 CHECKPOINT_SUFFIXES = (".pth", ".ckpt", ".pt", ".bin")
 SOURCE_KINDS = ("checkpoint", "directory", "url", "hub")
@@ -93,18 +94,7 @@ def fetch_checkpoint(source: ModelSource, cache_dir: Path, progress: bool = True
 
 def from_pretrained(cls: type[Loadable], source: str, **kwargs: Any) -> Loadable:
     """``cls.from_pretrained(source)`` for a directory or hub id, with an actionable error when it fails."""
-    try:
-        return cls.from_pretrained(source, **kwargs)  # type: ignore[attr-defined]
-    except (OSError, ValueError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        if Path(source).expanduser().is_dir():
-            raise HarnessError(f"cannot load {cls.__name__} from directory {source}: {first_line}") from None
-        raise HarnessError(
-            f"cannot load {source!r} from the Hugging Face hub ({first_line}). If the hub is unreachable, download "
-            f"the model on a machine with network access (for example `hf download {source} --local-dir DIR`) "
-            f"and pass DIR with {MODEL_OPTION} (or, for a tokenizer, as the retriever's `tokenizer` argument), or pass "
-            "an original checkpoint file"
-        ) from None
+    return load_pretrained(cls.from_pretrained, source, MODEL_OPTION, **kwargs)  # type: ignore[attr-defined]
 
 
 def float32_pretrained(cls: type[Loadable], source: str) -> Loadable:

@@ -41,6 +41,7 @@ from harness.errors import ConfigError, HarnessError
 from harness.file_digests import files_fingerprint
 from harness.hashing import stable_hash
 from harness.images import require_one_image_per_prompt
+from harness.pretrained import load_pretrained as load_any_pretrained
 from harness.protocols import RunContext, TurnFailure
 
 DTYPES = ("auto", "float32", "float16", "bfloat16")
@@ -78,24 +79,12 @@ def model_files(source: str, config: Any) -> list[Path]:
 
 
 def load_pretrained(loader: Callable[..., Loaded], source: str, option: str, **kwargs: Any) -> Loaded:
-    """``loader(source, **kwargs)`` (a ``from_pretrained``) with an actionable ``HarnessError`` when it fails."""
-    name = getattr(loader, "__qualname__", str(loader)).replace(".from_pretrained", "")
+    """``harness.pretrained.load_pretrained``, refusing first a local folder that holds no config.json."""
     folder = Path(source).expanduser()
     if folder.is_dir() and not (folder / "config.json").is_file():
         raise HarnessError(f"model directory {source} has no config.json; pass a directory written by "
                            f"save_pretrained (or `hf download ... --local-dir DIR`) or a hub id with {option}")
-    try:
-        return loader(source, **kwargs)
-    except (OSError, ValueError) as error:
-        text = str(error).strip()
-        first_line = text.splitlines()[0] if text else type(error).__name__
-        if folder.is_dir():
-            raise HarnessError(f"cannot load {name} from directory {source}: {first_line}") from None
-        raise HarnessError(
-            f"cannot load {source!r} from the Hugging Face hub ({first_line}). If the hub is unreachable, download "
-            f"the model on a machine with network access (`hf download {source} --local-dir DIR`), copy DIR here "
-            f"and pass it with {option} DIR"
-        ) from None
+    return load_any_pretrained(loader, source, option, **kwargs)
 
 
 class _HFGenerator:

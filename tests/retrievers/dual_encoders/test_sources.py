@@ -50,3 +50,29 @@ def test_offline_hub_error_is_actionable() -> None:
         from_pretrained(BlipForImageTextRetrieval, "itir-tests/no-such-model")
     message = str(caught.value)
     assert "itir-tests/no-such-model" in message and "hub" in message and "--retriever-model" in message
+
+
+def test_random_bytes_are_a_damaged_checkpoint_never_advice_to_unpickle(tmp_path):
+    from harness.errors import HarnessError
+    from retrievers.dual_encoders.convert import load_original_state_dict
+
+    path = tmp_path / "model_base.pth"
+    path.write_bytes(bytes(range(256)) * 16)  # fixed bytes: random ones can spell a pickle GLOBAL by chance
+    with pytest.raises(HarnessError) as error:
+        load_original_state_dict(path)
+    assert "is not a readable torch checkpoint" in str(error.value)
+    assert "weights_only=False" not in str(error.value)
+
+
+def test_a_truncated_safetensors_file_is_named(tiny_blip, tmp_path):
+    import shutil
+
+    from harness.errors import HarnessError
+    from retrievers.dual_encoders.loading import EncoderSettings, load_encoder
+    from retrievers.dual_encoders.preprocess import BLIP_224
+
+    copy = shutil.copytree(tiny_blip, tmp_path / "blip")
+    weights = copy / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # a copy cut short
+    with pytest.raises(HarnessError, match=rf"{weights} is damaged \(Error while deserializing header"):
+        load_encoder(EncoderSettings("blip", str(copy), BLIP_224, 32), "cpu", tmp_path / "cache", progress=False)

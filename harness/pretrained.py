@@ -1,0 +1,59 @@
+"""Loading a transformers or diffusers model with ``from_pretrained``, failures turned into errors a user can act on.
+
+    model = load_pretrained(AutoModelForSeq2SeqLM.from_pretrained, "DIR or hub id", "--questioner-model", dtype=dtype)
+
+A local folder that fails names the folder (and, for a damaged ``.safetensors`` file, the file); a hub id that fails
+says how to get the model onto an offline machine and which option takes it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from harness.errors import HarnessError
+
+Loaded = TypeVar("Loaded")
+
+
+def load_pretrained(loader: Callable[..., Loaded], source: str, option: str, **kwargs: Any) -> Loaded:
+    """``loader(source, **kwargs)`` (a ``from_pretrained``) with an actionable ``HarnessError`` when it fails."""
+    name = getattr(loader, "__qualname__", str(loader)).replace(".from_pretrained", "")
+    folder = Path(source).expanduser()
+    try:
+        return loader(source, **kwargs)
+    except (OSError, ValueError) as error:
+        if folder.is_dir():
+            raise HarnessError(f"cannot load {name} from directory {source}: {_first_line(error)}") from None
+        raise HarnessError(
+            f"cannot load {source!r} from the Hugging Face hub ({_first_line(error)}). If the hub is unreachable, "
+            f"download the model on a machine with network access (`hf download {source} --local-dir DIR`), copy "
+            f"DIR here and pass it with {option} DIR"
+        ) from None
+    except Exception as error:
+        if type(error).__name__ != "SafetensorError":
+            raise
+        damaged = damaged_safetensors(folder) if folder.is_dir() else None
+        where = str(damaged) if damaged is not None else f"a .safetensors file of {source}"
+        raise HarnessError(f"{where} is damaged ({_first_line(error)}); a download or copy cut short? Write it "
+                           f"again, or pass another model with {option}") from None
+
+
+def damaged_safetensors(folder: Path) -> Path | None:
+    """The first ``.safetensors`` file under ``folder`` whose header or data does not read back."""
+    from safetensors import safe_open
+
+    for path in sorted(folder.rglob("*.safetensors")):
+        try:
+            with safe_open(str(path), framework="pt") as opened:
+                for key in opened.keys():  # noqa: SIM118 - safe_open handles have keys(), not iteration
+                    opened.get_slice(key)
+        except Exception:  # noqa: BLE001 - any failure to read marks the file damaged
+            return path
+    return None
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
