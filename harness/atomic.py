@@ -23,7 +23,9 @@ import io
 import json
 import logging
 import os
+import socket
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,21 +40,68 @@ log = logging.getLogger(__name__)
 Entry = TypeVar("Entry")
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# Files get the mode a plain open() would give them (0666 less the umask), so a cache a group shares stays readable
+# by the group; mkstemp alone would leave every file 0600.
+FILE_MODE = 0o666 & ~_umask()
+HOST = socket.gethostname().replace(".", "-")
+STALE_SECONDS = 24 * 3600  # a temporary file of another host is left alone until it is a day old
+
+
 @contextmanager
 def atomic_writer(path: Path) -> Iterator[BinaryIO]:
     """A binary stream to a temporary file beside ``path``, renamed onto ``path`` only when the block completes;
-    on any error (or interrupt) the temporary file is removed and ``path`` is untouched."""
+    on any error (or interrupt) the temporary file is removed and ``path`` is untouched. The temporary file's name
+    holds the writer's host and pid (``.NAME.HOST.PID.XXXX.tmp``), so ``remove_stale_temporaries`` can tell one
+    whose writer died from one another process is still writing."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{HOST}.{os.getpid()}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "wb") as stream:
             yield stream
             stream.flush()
+            os.fchmod(stream.fileno(), FILE_MODE)
             os.fsync(stream.fileno())
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Remove the temporary files a killed writer left in ``folder`` (not its sub-folders): those of this host
+    whose pid is gone, and those of any host older than a day; never one another process may still be writing."""
+    removed = []
+    for path in folder.glob(".*.tmp"):
+        parts = path.name.split(".")
+        try:
+            host, pid = parts[-4], int(parts[-3])
+            if host == HOST and _alive(pid):
+                continue
+            if host != HOST and time.time() - path.stat().st_mtime < STALE_SECONDS:
+                continue
+            path.unlink()
+        except (IndexError, ValueError, FileNotFoundError):
+            continue  # not one of ours, or already gone
+        removed.append(path)
+    if removed:
+        log.info("removed %d temporary files that killed writers left in %s", len(removed), folder)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from harness.atomic import atomic_write_text
+from harness.atomic import atomic_write_text, remove_stale_temporaries
 from harness.errors import ConfigError, DataError
 from harness.types import RunRecord, parse_ranks
 
@@ -82,6 +82,7 @@ class RunStore:
         """Start a new run or resume one. Returns True when resuming. A stored manifest whose ``identity`` section
         differs from the new one is refused, naming every setting that differs."""
         self.directory.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(self.directory)
         if not self.exists():
             atomic_write_text(self.manifest_path, json.dumps(manifest, indent=2, sort_keys=True))
             self.ranks_path.touch()
