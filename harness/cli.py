@@ -1,6 +1,6 @@
 """The ``harness`` command.
 
-    harness demo                                   # offline pipeline check on tiny models, about a minute on a CPU
+    harness demo                                   # offline pipeline check on tiny models, 30-90 s on 2 CPU cores
     harness list                                   # registered retrievers, bots, benchmarks, fixtures
     harness data validate --data-dir DATA          # check the ChatIR files and search space
     harness run --retriever chatir --retriever-model chatir_weights.ckpt --benchmark visdial-val \\
