@@ -98,7 +98,7 @@ def _text(path: Path | None) -> str | None:
 @click.option("--dar-variant", type=click.Choice(["paper", "released"]), help="DAR: fusion variant (see README).")
 @click.option("--dar-queries", type=click.Path(path_type=Path, dir_okay=False, exists=True), help="DAR: reformulated-dialogue file supplying the captions.")
 @click.option("--dar-images", type=click.Path(path_type=Path, file_okay=False, exists=True), help="DAR: folder of pre-generated {dialogue_index}_{round}.jpg images.")
-@click.option("--fusion-checkpoint", type=click.Path(path_type=Path, exists=True), help="ADaFuSE: `harness train adafuse` output folder (or its best/); the --dar-* options apply too.")
+@click.option("--fusion-checkpoint", type=click.Path(path_type=Path, exists=True), help="ADaFuSE: `harness train adafuse` output folder (or its best/), or the authors' state dict (adafuse.pt); the --dar-* options apply too.")
 @click.option("--benchmark", help="Known benchmark name (visdial-val, chatgpt-blip2, human-blip2, flan-blip2), all (the four, each into OUT/<name>), or a ChatIR-format dialogue file.")
 @click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False), help="Folder in the upstream ChatIR layout (dialogues/, ChatIR_Protocol/).")
 @click.option("--search-space", type=click.Path(path_type=Path, dir_okay=False), help="Search-space JSON list (needed with a dialogue FILE; overrides the known one).")
@@ -222,14 +222,7 @@ def metrics_command(runs: tuple[Path, ...]) -> None:
     from harness.tables import format_round_table
 
     for run in runs:
-        store = RunStore(run)
-        manifest = store.read_manifest()
-        size = manifest.get("benchmark", {}).get("search_space")
-        if size is None:
-            log.warning("%s: the manifest does not record the search-space size (a run from an older version), so "
-                        "ranks are checked to be non-negative integers only", run)
-        rounds = manifest.get("identity", {}).get("rounds")
-        records = [record for record in store.records(search_space=size, rounds=rounds) if record.status == "ok"]
+        records = [record for record in RunStore(run).checked_records() if record.status == "ok"]
         if not records:
             raise HarnessError(f"{run} has no finished dialogues yet")
         metrics = run_metrics(records)

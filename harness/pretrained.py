@@ -12,6 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from safetensors import SafetensorError, safe_open
+
 from harness.errors import HarnessError
 
 Loaded = TypeVar("Loaded")
@@ -31,9 +33,7 @@ def load_pretrained(loader: Callable[..., Loaded], source: str, option: str, **k
             f"download the model on a machine with network access (`hf download {source} --local-dir DIR`), copy "
             f"DIR here and pass it with {option} DIR"
         ) from None
-    except Exception as error:
-        if type(error).__name__ != "SafetensorError":
-            raise
+    except SafetensorError as error:
         damaged = damaged_safetensors(folder) if folder.is_dir() else None
         where = str(damaged) if damaged is not None else f"a .safetensors file of {source}"
         raise HarnessError(f"{where} is damaged ({_first_line(error)}); a download or copy cut short? Write it "
@@ -42,8 +42,6 @@ def load_pretrained(loader: Callable[..., Loaded], source: str, option: str, **k
 
 def damaged_safetensors(folder: Path) -> Path | None:
     """The first ``.safetensors`` file under ``folder`` whose header or data does not read back."""
-    from safetensors import safe_open
-
     for path in sorted(folder.rglob("*.safetensors")):
         try:
             with safe_open(str(path), framework="pt") as opened:

@@ -1,7 +1,7 @@
 """Exact target ranks over the whole search space without sorting it.
 
 Scores are dot products computed in float32, whatever the encoders' dtype (in float16 or bfloat16 a fifth to two
-fifths of random queries meet a tie at the target). Tie rule (``TIE_RULE``, part of every run's identity): the rank
+fifths of random queries meet a tie at the target). Tie rule (``harness.config.TIE_RULE``, part of every run's identity): the rank
 of the target is its position in a STABLE descending sort of the scores, i.e. the number of images scoring strictly
 higher plus the number of images scoring exactly the same that come earlier in the search space. The public ChatIR
 code's argsort gives the same rank whenever scores are distinct. A query whose scores are all equal (a constant or
@@ -21,10 +21,8 @@ from dataclasses import dataclass
 
 import torch
 
-from harness.config import TIE_RULE
 from harness.types import RankBatch
 
-__all__ = ["TIE_RULE", "Ranking", "argsort_ranks", "rank_targets", "ranks_from_scores"]
 DEFAULT_CHUNK = 128  # queries per score-matrix product
 UNRANKED = -1  # the rank placeholder of a query that could not be ranked
 

@@ -331,9 +331,7 @@ def _build_source(
 
 
 def _finish(store: RunStore, dialogues: Sequence[Dialogue], evaluated: int, reused: int) -> RunResult:
-    manifest = store.read_manifest()
-    by_id = {record.dialogue_id: record for record in store.records(
-        search_space=manifest["benchmark"]["search_space"], rounds=manifest["identity"]["rounds"])}
+    by_id = {record.dialogue_id: record for record in store.checked_records()}
     selected = [by_id[d.dialogue_id] for d in dialogues if d.dialogue_id in by_id]
     succeeded = [record for record in selected if record.status == "ok"]
     failed = [record for record in selected if record.status != "ok"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -25,6 +26,9 @@ MANIFEST = "manifest.json"
 RANKS = "ranks.jsonl"
 METRICS = "metrics.json"
 LOCK = ".lock"  # held (flock) by the one process writing the run
+
+
+log = logging.getLogger(__name__)
 
 
 class RunStore:
@@ -137,6 +141,16 @@ class RunStore:
                                     f"rounds 0..{rounds} ({rounds + 1} ranks)", field="ranks")
                 latest[record.dialogue_id] = record
         return list(latest.values())
+
+    def checked_records(self) -> list[RunRecord]:
+        """``records()`` with every rank checked against the search-space size and the rounds the manifest records
+        (a manifest from an older version without the size: a warning, and non-negative integers only)."""
+        manifest = self.read_manifest()
+        size = manifest.get("benchmark", {}).get("search_space")
+        if size is None:
+            log.warning("%s: the manifest does not record the search-space size (a run from an older version), so "
+                        "ranks are checked to be non-negative integers only", self.directory)
+        return self.records(search_space=size, rounds=manifest.get("identity", {}).get("rounds"))
 
     def completed_ids(self) -> set[str]:
         return {record.dialogue_id for record in self.records() if record.status == "ok"}

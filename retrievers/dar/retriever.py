@@ -54,7 +54,7 @@ from retrievers.dar.diffusion import DiffusionGenerator, DiffusionSettings
 from retrievers.dar.fusion import FusionSchedule, fuse
 from retrievers.dar.image_layout import detect_layout, generated_image_path
 from retrievers.dar.reformulation import Reformulator
-from retrievers.dual_encoders.retriever import DualEncoderRetriever, truncation_flags
+from retrievers.dual_encoders.retriever import DualEncoderRetriever
 
 if TYPE_CHECKING:
     from retrievers.dual_encoders.encoders import DualEncoder
@@ -282,7 +282,7 @@ class DARRetriever:
         text_only = rank_targets(text_embeddings, self.base.index, targets)
         failures = {**{row: f"text-only query: {reason}" for row, reason in text_only.failed.items()},
                     **ranking.failed}
-        side_values = {**fused.side_values, QUERY_TRUNCATED: truncation_flags(encoder, texts)}
+        side_values = {**fused.side_values, QUERY_TRUNCATED: tuple(map(float, encoder.truncated(texts)))}
         batch = RankBatch(ranks=ranking.ranks, side_ranks={"text_only": text_only.ranks}, side_values=side_values,
                           tied=ranking.tied, failures=failures)
         usage = self.usage()

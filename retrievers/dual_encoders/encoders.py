@@ -97,6 +97,7 @@ class DualEncoder(ABC):
                      max_text_tokens, type(self).__name__, positions, positions)
         self.requested_max_text_tokens = max_text_tokens
         self.max_text_tokens = min(max_text_tokens, positions)
+        self._cut_logged = False
         self.dtype = dtype
         self.device = device
         self.interpolate_positions = preprocessing.size != self._native_image_size()
@@ -129,9 +130,15 @@ class DualEncoder(ABC):
         return F.normalize(features.to(torch.float32), dim=-1)
 
     def truncated(self, texts: Sequence[str]) -> list[bool]:
-        """Which ``texts`` are longer than ``max_text_tokens`` tokens, so that the encoder sees only their start."""
+        """Which ``texts`` are longer than ``max_text_tokens`` tokens, so that the encoder sees only their start; the
+        first cut this encoder meets is logged once (the run's manifest counts them all)."""
         lengths = self.tokenizer(list(texts), truncation=False)["input_ids"]
-        return [len(ids) > self.max_text_tokens for ids in lengths]
+        cut = [len(ids) > self.max_text_tokens for ids in lengths]
+        if any(cut) and not self._cut_logged:
+            self._cut_logged = True
+            log.warning("queries longer than %d tokens are cut to their first %d (the run manifest's diagnostics "
+                        "count them; ChatIR's own cut is 200)", self.max_text_tokens, self.max_text_tokens)
+        return cut
 
     def _text_positions(self) -> int:
         """Positions of the text model: the most tokens it can embed."""

@@ -14,7 +14,6 @@ image tower is identical, reuses it. Ranking counts the images scoring strictly 
 from __future__ import annotations
 
 import functools
-import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -34,9 +33,6 @@ from retrievers.dual_encoders.loading import EncoderSettings, load_encoder
 from retrievers.dual_encoders.preprocess import BLIP_224, CLIP_224, ImagePreprocessing
 
 ZS_CHECKPOINT_URL = "https://storage.googleapis.com/sfr-vision-language-research/BLIP/models/model_base.pth"
-
-log = logging.getLogger("harness.retrievers")
-
 
 @dataclass(frozen=True)
 class Preset:
@@ -122,26 +118,12 @@ class DualEncoderRetriever:
         texts = [state.query_text for state in states]
         queries = torch.cat([encoder.encode_texts(chunk) for chunk in batched(texts, self.batch_size)])
         ranking = rank_targets(queries, self._images, [state.target_index for state in states])
-        return ranking.batch(side_values={QUERY_TRUNCATED: truncation_flags(encoder, texts)})
+        return ranking.batch(side_values={QUERY_TRUNCATED: tuple(map(float, encoder.truncated(texts)))})
 
     def _loaded(self) -> DualEncoder:
         if self.encoder is None:
             raise RuntimeError("the dual-encoder retriever loads its model in prepare(); call prepare() first")
         return self.encoder
-
-
-_warned: set[int] = set()
-
-
-def truncation_flags(encoder: DualEncoder, texts: Sequence[str]) -> tuple[float, ...]:
-    """1.0 for each text the encoder cuts at ``max_text_tokens``; the first cut of an encoder is logged once (the
-    run's manifest counts them all)."""
-    flags = tuple(float(cut) for cut in encoder.truncated(texts))
-    if any(flags) and id(encoder) not in _warned:
-        _warned.add(id(encoder))
-        log.warning("queries longer than %d tokens are cut to their first %d (the run manifest's diagnostics count "
-                    "them; ChatIR's own cut is 200)", encoder.max_text_tokens, encoder.max_text_tokens)
-    return flags
 
 
 def build_dual_encoder(
