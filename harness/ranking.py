@@ -24,6 +24,7 @@ import torch
 from harness.types import RankBatch
 
 DEFAULT_CHUNK = 128  # queries per score-matrix product
+SCORE_BUDGET = 2**26  # float32 scores (256 MB) per product: large search spaces get fewer queries per chunk
 UNRANKED = -1  # the rank placeholder of a query that could not be ranked
 
 
@@ -76,12 +77,13 @@ def rank_targets(
     chunk_size: int = DEFAULT_CHUNK,
 ) -> Ranking:
     """Rank ``images`` (N x D) for each query (B x D) by float32 dot product; one matrix product per chunk of
-    queries, so memory stays at ``chunk_size`` x N scores."""
+    queries, so memory stays at ``chunk_size`` x N scores, and at most ``SCORE_BUDGET`` scores."""
     if queries.shape[-1] != images.shape[-1]:
         raise ValueError(f"query width {queries.shape[-1]} does not match image width {images.shape[-1]}")
     images = images.to(torch.float32)
     queries = queries.to(device=images.device, dtype=torch.float32)
     ranking = Ranking((), (), ())
+    chunk_size = max(1, min(chunk_size, SCORE_BUDGET // max(1, images.shape[0])))
     for start in range(0, queries.shape[0], chunk_size):
         scores = queries[start : start + chunk_size] @ images.T
         ranking += ranks_from_scores(scores, target_indices[start : start + chunk_size])
