@@ -43,7 +43,7 @@ from harness.protocols import DialogueSource, Retriever, RunContext, TurnFailure
 from harness.registry import REGISTRY, ComponentRecord
 from harness.sources import LiveSource, ReplaySource
 from harness.store import RunStore, describe_differences
-from harness.types import QUERY_TRUNCATED, Benchmark, Dialogue, DialogueState, RunRecord, batched
+from harness.types import PROMPTS_TRUNCATED, QUERY_TRUNCATED, Benchmark, Dialogue, DialogueState, RunRecord, batched
 
 log = logging.getLogger(__name__)
 
@@ -343,12 +343,31 @@ def _finish(store: RunStore, dialogues: Sequence[Dialogue], evaluated: int, reus
         metrics = run_metrics(succeeded)
     metrics.update({"dialogues": len(succeeded), "failed_dialogues": [record.dialogue_id for record in failed]})
     store.write_metrics(metrics)
-    cut = [value for record in succeeded for value in record.side_values.get(QUERY_TRUNCATED, ())]
-    if cut:
-        store.update_manifest("diagnostics", {"queries_truncated": int(sum(cut)), "queries": len(cut)})
+    diagnostics = _truncation_diagnostics(succeeded)
+    if diagnostics:
+        store.update_manifest("diagnostics", diagnostics)
     reasons = Counter(record.error or "no reason recorded" for record in failed)
     return RunResult(store.directory, metrics, evaluated=evaluated, reused=reused, failed=len(failed),
                      failure_reasons=dict(reasons.most_common()))
+
+
+def _truncation_diagnostics(records: Sequence[RunRecord]) -> dict[str, int]:
+    """How many queries (and DAR's image prompts) were cut at a token limit, over every round of ``records``; each
+    non-zero count is logged once per run."""
+    diagnostics: dict[str, int] = {}
+    queries = [value for record in records for value in record.side_values.get(QUERY_TRUNCATED, ())]
+    if queries:
+        diagnostics.update(queries_truncated=int(sum(queries)), queries=len(queries))
+    prompts = [value for record in records for value in record.side_values.get(PROMPTS_TRUNCATED, ())]
+    if prompts:
+        diagnostics["image_prompts_truncated"] = int(sum(prompts))
+    if diagnostics.get("queries_truncated"):
+        log.warning("%d of %d queries were cut at the text encoder's token limit", diagnostics["queries_truncated"],
+                    len(queries))
+    if diagnostics.get("image_prompts_truncated"):
+        log.warning("%d image prompts were cut at the diffusion pipeline's token limit; the images show only the "
+                    "start of those prompts", diagnostics["image_prompts_truncated"])
+    return diagnostics
 
 
 def _state(

@@ -141,6 +141,9 @@ class DialogueState:
 # The side value a retriever reports per state when the query text was cut at its encoder's token limit (1.0) or
 # not (0.0); metrics.json counts them per round (TruncatedQueries) and the manifest in total.
 QUERY_TRUNCATED = "query_truncated"
+# The side value DAR and ADaFuSE report per state: how many of its image prompts the diffusion pipeline's text
+# encoder cut at its token limit; the manifest's diagnostics sum them.
+PROMPTS_TRUNCATED = "image_prompts_truncated"
 
 
 @dataclass(frozen=True)

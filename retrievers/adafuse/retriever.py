@@ -143,6 +143,7 @@ def build_adafuse(
     size: int | None = None,
     diffusion_dtype: str = "auto",
     diffusion_batch_size: int = 4,
+    max_sequence_length: int | None = None,
     image_seed: int = 0,
     batch_size: int = 64,
     device: str | None = None,
@@ -165,6 +166,7 @@ def build_adafuse(
         max_text_tokens=max_text_tokens, llm=llm, llm_args=llm_args, caption_prompt=caption_prompt,
         image_prompt=image_prompt, queries=queries, images=images, diffusion=diffusion,
         diffusion_model=diffusion_model, steps=steps, guidance_scale=guidance_scale, size=size,
-        diffusion_dtype=diffusion_dtype, diffusion_batch_size=diffusion_batch_size, image_seed=image_seed,
+        diffusion_dtype=diffusion_dtype, diffusion_batch_size=diffusion_batch_size, max_sequence_length=max_sequence_length,
+        image_seed=image_seed,
         batch_size=batch_size, device=device,
     )

@@ -43,6 +43,7 @@ from harness.file_digests import files_fingerprint
 from harness.hashing import derive_seed, stable_hash
 from harness.image_cache import ImageCache
 
+log = logging.getLogger("harness.dar")
 FAMILIES = ("sd3", "sd21", "sdxl-turbo", "auto")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -61,6 +62,7 @@ FAMILY_DEFAULTS: Mapping[str, FamilyDefaults] = {
     "sd21": FamilyDefaults("stabilityai/stable-diffusion-2-1", "StableDiffusionPipeline", 25, 7.5, 768),
     "sdxl-turbo": FamilyDefaults("stabilityai/sdxl-turbo", "StableDiffusionXLPipeline", 1, 0.0, 512),
 }
+SD3_T5_TOKENS = 256  # StableDiffusion3Pipeline's default max_sequence_length for its T5 encoder (at most 512)
 # Any other pipeline class found by "auto": the generic loader, and settings a user is expected to override.
 OTHER_DEFAULTS = FamilyDefaults("", "DiffusionPipeline", 30, 7.0, 512)
 
@@ -78,7 +80,8 @@ class DiffusionSettings:
     """What generates the images. ``model`` is a hub id or a local pipeline directory (None: the family's hub id);
     ``None`` for steps, guidance or size takes the family's default; ``scheduler`` names a diffusers scheduler class
     to replace the pipeline's own (built from its config); ``batch_size`` changes speed (and, by kernel rounding, a
-    rare pixel by one level), never an image key."""
+    rare pixel by one level), never an image key. ``max_sequence_length`` (SD3 only, 1..512) is how many tokens of
+    a prompt SD3's T5 encoder reads (None: the pipeline's 256); its CLIP encoders read 77 whatever it is."""
 
     model: str | None = None
     family: str = "auto"
@@ -90,6 +93,7 @@ class DiffusionSettings:
     scheduler: str | None = None
     negative_prompt: str | None = None
     batch_size: int = 4
+    max_sequence_length: int | None = None
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
@@ -100,6 +104,8 @@ class DiffusionSettings:
             raise ConfigError(f"batch_size must be at least 1, got {self.batch_size}")
         if self.steps is not None and self.steps < 1:
             raise ConfigError(f"steps must be at least 1, got {self.steps}")
+        if self.max_sequence_length is not None and not 1 <= self.max_sequence_length <= 512:
+            raise ConfigError(f"max_sequence_length must be 1..512 (SD3's T5 limit), got {self.max_sequence_length}")
 
     def resolved(self) -> DiffusionSettings:
         """These settings with the model, family, steps, guidance and size filled in (reads ``model_index.json`` of a
@@ -111,7 +117,7 @@ class DiffusionSettings:
         if family == "auto":
             family = family_of(pipeline_class_name(model))
         defaults = FAMILY_DEFAULTS.get(family, OTHER_DEFAULTS)
-        return replace(
+        resolved = replace(
             self,
             model=model,
             family=family,
@@ -120,6 +126,10 @@ class DiffusionSettings:
             height=self.height if self.height is not None else defaults.size,
             width=self.width if self.width is not None else defaults.size,
         )
+        if resolved.max_sequence_length is not None and resolved.family != "sd3":
+            raise ConfigError(f"max_sequence_length applies to SD3 only; {resolved.model} is a {resolved.family} "
+                              "pipeline, whose CLIP text encoder reads 77 tokens")
+        return resolved
 
 
 @dataclass(frozen=True)
@@ -172,6 +182,8 @@ class DiffusionGenerator:
         self.generated = 0  # images drawn by the pipeline (padding excluded), for reuse figures
         self._identity: dict[str, Any] | None = None
         self._directory: Path | None = None
+        self._prompt_tokenizer: tuple[str, Any, int] | None = None
+        self._cut_logged = False
 
     @property
     def dtype(self) -> str:
@@ -255,6 +267,8 @@ class DiffusionGenerator:
                 "model": settings.model,
                 "versions": {"diffusers": diffusers.__version__, "transformers": transformers.__version__},
             }
+            if settings.max_sequence_length is not None:  # only when set, so default SD3 images keep their keys
+                self._identity["max_sequence_length"] = settings.max_sequence_length
         return dict(self._identity)
 
     def key_identity(self) -> dict[str, Any]:
@@ -264,6 +278,41 @@ class DiffusionGenerator:
     def settings_record(self) -> dict[str, Any]:
         """The resolved settings as JSON-ready data, batch size included, for the run manifest."""
         return asdict(self.settings)
+
+    # Prompt length ------------------------------------------------------------------------------------------------
+
+    def prompt_limit(self) -> tuple[str, int]:
+        """The tokenizer subfolder and token count that bound what of a prompt reaches the image: SD3's T5 (the
+        long-prompt encoder; ``max_sequence_length`` tokens) where the pipeline has one, else the first CLIP
+        tokenizer's 77."""
+        subfolder, _, limit = self._limit_tokenizer()
+        return subfolder, limit
+
+    def truncated(self, prompts: Sequence[str]) -> list[bool]:
+        """Which ``prompts`` are longer than ``prompt_limit``, so that the image is drawn from their start only; the
+        first cut is logged once (a DAR run's manifest counts them all). Needs the tokenizer files only."""
+        subfolder, tokenizer, limit = self._limit_tokenizer()
+        lengths = tokenizer(list(prompts), truncation=False)["input_ids"]
+        cut = [len(ids) > limit for ids in lengths]
+        if any(cut) and not self._cut_logged:
+            self._cut_logged = True
+            log.warning("image prompts longer than %d tokens (%s of %s) are cut to their first %d; the run manifest's "
+                        "diagnostics count them", limit, subfolder, self.settings.model, limit)
+        return cut
+
+    def _limit_tokenizer(self) -> tuple[str, Any, int]:
+        if self._prompt_tokenizer is None:
+            from transformers import AutoTokenizer
+
+            index = self._model_index()
+            has_t5 = self.settings.family == "sd3" and (index.get("text_encoder_3") or [None])[0] is not None
+            subfolder = "tokenizer_3" if has_t5 else "tokenizer"
+            if (index.get(subfolder) or [None])[0] is None:
+                raise HarnessError(f"{self.settings.model} has no {subfolder}: its prompts' length cannot be checked")
+            tokenizer = AutoTokenizer.from_pretrained(self.directory() / subfolder)
+            limit = (self.settings.max_sequence_length or SD3_T5_TOKENS) if has_t5 else int(tokenizer.model_max_length)
+            self._prompt_tokenizer = (subfolder, tokenizer, limit)
+        return self._prompt_tokenizer
 
     # Generation ---------------------------------------------------------------------------------------------------
 
@@ -332,6 +381,7 @@ class DiffusionGenerator:
     def _run(self, pipeline: Any, prompts: list[str], seeds: list[int]) -> list[Image.Image]:
         settings = self.settings
         negative = [settings.negative_prompt] * len(prompts) if settings.negative_prompt is not None else None
+        extra = {"max_sequence_length": settings.max_sequence_length} if settings.max_sequence_length else {}
         with torch.inference_mode():
             output = pipeline(
                 prompt=prompts,
@@ -342,6 +392,7 @@ class DiffusionGenerator:
                 width=settings.width,
                 generator=[torch.Generator("cpu").manual_seed(seed) for seed in seeds],
                 output_type="pil",
+                **extra,
             )
         return list(output.images)
 

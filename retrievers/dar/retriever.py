@@ -48,7 +48,7 @@ from harness.image_cache import ImageCache
 from harness.images import load_rgb
 from harness.protocols import RunContext
 from harness.ranking import rank_targets
-from harness.types import QUERY_TRUNCATED, DialogueState, RankBatch, SearchSpace, batched
+from harness.types import PROMPTS_TRUNCATED, QUERY_TRUNCATED, DialogueState, RankBatch, SearchSpace, batched
 from harness.vector_cache import VectorCache
 from retrievers.dar.diffusion import DiffusionGenerator, DiffusionSettings
 from retrievers.dar.fusion import FusionSchedule, fuse
@@ -79,6 +79,9 @@ class ImageSource(Protocol):
     def load(self, context: RunContext) -> None: ...
 
     def images(self, requests: Sequence[DialogueImage]) -> list[Image.Image]: ...
+
+    def truncated_prompts(self, requests: Sequence[DialogueImage]) -> list[bool] | None:
+        """Per request, whether its prompt is cut at the generator's text encoder (None: prompts draw nothing)."""
 
     def usage(self) -> dict[str, int]:
         """Images drawn and image cache hits so far."""
@@ -112,6 +115,9 @@ class PregeneratedImages:
     def images(self, requests: Sequence[DialogueImage]) -> list[Image.Image]:
         return load_rgb([generated_image_path(self.folder, self.layout, request.dialogue_id, request.round)
                          for request in requests])
+
+    def truncated_prompts(self, requests: Sequence[DialogueImage]) -> list[bool] | None:
+        return None
 
     def usage(self) -> dict[str, int]:
         return {"images_generated": 0, "image_cache_hits": 0}
@@ -147,6 +153,10 @@ class GeneratedImages:
             [request.replicate for request in requests],
             global_seed=self.seed,
         )
+
+    def truncated_prompts(self, requests: Sequence[DialogueImage]) -> list[bool] | None:
+        assert self.generator is not None, "load() the image source first"
+        return self.generator.truncated([request.prompt for request in requests])
 
     def usage(self) -> dict[str, int]:
         return {"images_generated": self.generator.generated if self.generator else 0,
@@ -275,7 +285,7 @@ class DARRetriever:
         encoder = self.base.encoder
         assert encoder is not None and self.base.index is not None, "prepare() DAR first"
         text_embeddings = torch.cat([encoder.encode_texts(chunk) for chunk in batched(texts, self.batch_size)])
-        image_embeddings = self._image_embeddings(states, [caption[-1] for caption in captions])
+        image_embeddings, prompts_cut = self._image_embeddings(states, [caption[-1] for caption in captions])
         fused = self.fuser.fuse(text_embeddings, image_embeddings, [state.round for state in states])
         targets = [state.target_index for state in states]
         ranking = rank_targets(fused.queries, self.base.index, targets)
@@ -283,6 +293,8 @@ class DARRetriever:
         failures = {**{row: f"text-only query: {reason}" for row, reason in text_only.failed.items()},
                     **ranking.failed}
         side_values = {**fused.side_values, QUERY_TRUNCATED: tuple(map(float, encoder.truncated(texts)))}
+        if prompts_cut is not None:
+            side_values[PROMPTS_TRUNCATED] = prompts_cut
         batch = RankBatch(ranks=ranking.ranks, side_ranks={"text_only": text_only.ranks}, side_values=side_values,
                           tied=ranking.tied, failures=failures)
         usage = self.usage()
@@ -322,7 +334,11 @@ class DARRetriever:
                             f"{state.round}", record=_record_index(state.dialogue_id), field="dialog")
         return entries[: state.round + 1]
 
-    def _image_embeddings(self, states: Sequence[DialogueState], captions: Sequence[str]) -> torch.Tensor:
+    def _image_embeddings(
+        self, states: Sequence[DialogueState], captions: Sequence[str]
+    ) -> tuple[torch.Tensor, tuple[float, ...] | None]:
+        """(B, K, D) image embeddings, and per state how many of its K prompts the generator cut (None when the
+        images are pre-generated)."""
         count = self.images_per_round
         if self.image_prompt_mode == "llm":
             assert self.reformulator is not None
@@ -332,6 +348,9 @@ class DARRetriever:
         requests = [DialogueImage(state.dialogue_id, state.round, prompt, replicate)
                     for state, state_prompts in zip(states, prompts) for replicate, prompt in enumerate(state_prompts)]
         images = self.image_source.images(requests)
+        cut = self.image_source.truncated_prompts(requests)
+        prompts_cut = None if cut is None else tuple(float(sum(cut[row * count:(row + 1) * count]))
+                                                     for row in range(len(states)))
         encoder = self.base.encoder
         assert encoder is not None and self._vectors is not None
         keys = [stable_hash({"encoder": encoder.image_identity(), "image": _content_digest(image)}) for image in images]
@@ -342,7 +361,7 @@ class DARRetriever:
             return np.concatenate(chunks)
 
         vectors = self._vectors.get_or_compute(keys, encode)
-        return torch.from_numpy(vectors).reshape(len(states), count, -1)
+        return torch.from_numpy(vectors).reshape(len(states), count, -1), prompts_cut
 
 
 def _record_index(dialogue_id: str) -> int | None:
@@ -389,6 +408,7 @@ def build_dar(
     size: int | None = None,
     diffusion_dtype: str = "auto",
     diffusion_batch_size: int = 4,
+    max_sequence_length: int | None = None,
     image_seed: int = 0,
     batch_size: int = 64,
     device: str | None = None,
@@ -421,7 +441,8 @@ def build_dar(
         max_text_tokens=max_text_tokens, llm=llm, llm_args=llm_args, caption_prompt=caption_prompt,
         image_prompt=image_prompt, queries=queries, images=images, diffusion=diffusion,
         diffusion_model=diffusion_model, steps=steps, guidance_scale=guidance_scale, size=size,
-        diffusion_dtype=diffusion_dtype, diffusion_batch_size=diffusion_batch_size, image_seed=image_seed,
+        diffusion_dtype=diffusion_dtype, diffusion_batch_size=diffusion_batch_size, max_sequence_length=max_sequence_length,
+        image_seed=image_seed,
         batch_size=batch_size, device=device,
     )
 
@@ -451,6 +472,7 @@ def build_pipeline(
     size: int | None,
     diffusion_dtype: str,
     diffusion_batch_size: int,
+    max_sequence_length: int | None,
     image_seed: int,
     batch_size: int,
     device: str | None,
@@ -479,7 +501,7 @@ def build_pipeline(
         settings = DiffusionSettings(
             model=diffusion_model, family=diffusion,
             steps=steps, guidance_scale=guidance_scale, height=size, width=size, dtype=diffusion_dtype,
-            batch_size=diffusion_batch_size,
+            batch_size=diffusion_batch_size, max_sequence_length=max_sequence_length,
         )
         image_source = GeneratedImages(settings, image_seed)
     base_retriever = build_dual_encoder(base, model=model, tokenizer=tokenizer, dtype=dtype,

@@ -229,3 +229,24 @@ def test_the_papers_image_sum_is_the_default_and_the_mean_is_a_named_option():
     assert StaticFuser(FusionSchedule.paper()).identity()["image_aggregate"] == "sum"  # part of the run identity
     dar = build_dar(base="zs", model="unused", variant="paper", image_aggregate="mean", llm="scripted")
     assert dar.fuser.identity()["image_aggregate"] == "mean"
+
+
+def test_image_prompts_cut_by_the_diffusion_encoder_are_counted_once_per_run(synthetic, blips, tiny_sd21, tmp_path,
+                                                                             caplog):
+    records = json.loads(synthetic.dialogue_file.read_text())
+    for record in records[:3]:  # round 1 of three dialogues: a caption far past CLIP's 77 tokens
+        record["dialog"][1] = " ".join(["a small red square on the left"] * 20)
+    queries = tmp_path / "long_queries.json"
+    queries.write_text(json.dumps(records))
+    arguments = ["run", "--retriever", "dar", "--dar-base", "cocoft", "--retriever-model", str(blips[0]),
+                 "--dar-variant", "released", "--dar-queries", str(queries), "--retriever-arg", f"diffusion_model={tiny_sd21}",
+                 "--retriever-arg", "size=32", "--retriever-arg", "steps=2", "--benchmark", str(synthetic.dialogue_file),
+                 "--search-space", str(synthetic.search_space_file), "--image-root", str(synthetic.image_root),
+                 "--rounds", "2", "--device", "cpu", "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "run")]
+    with caplog.at_level("WARNING"):
+        result = CliRunner().invoke(main, arguments, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    diagnostics = json.loads((tmp_path / "run" / "manifest.json").read_text())["diagnostics"]
+    assert diagnostics["image_prompts_truncated"] == 3  # K = 1 prompt per round, the caption itself
+    summaries = [record.message for record in caplog.records if "image prompts were cut" in record.message]
+    assert len(summaries) == 1 and summaries[0].startswith("3 image prompts were cut")
