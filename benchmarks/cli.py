@@ -3,6 +3,7 @@
     $ harness data list
     $ harness data fetch chatir --to data/chatir
     $ harness data validate --data-dir data/chatir --image-root ~/coco
+    $ harness data validate --benchmark my_dialogues.json --search-space my_space.json
 
 ``data`` is a click group that the harness CLI mounts lazily; it also runs on its own with
 ``python -m benchmarks.cli``. User errors (``HarnessError``) print as a one-line message without a traceback.
@@ -19,7 +20,7 @@ import click
 
 from benchmarks.fetch import fetch_chatir
 from benchmarks.known import KNOWN_BENCHMARKS, RAW_BASE_URL, SEARCH_SPACE, UPSTREAM
-from benchmarks.validate import validate_data_dir
+from benchmarks.validate import validate_benchmarks
 from harness.errors import HarnessError
 
 
@@ -69,15 +70,25 @@ def fetch_chatir_command(to: Path, base_url: str, timeout: float) -> None:
 
 
 @data.command("validate")
-@click.option("--data-dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Upstream layout.")
-@click.option("--image-root", type=click.Path(file_okay=False, path_type=Path), help="Check the images exist here.")
-@click.option(
-    "--benchmark", "benchmarks", multiple=True, type=click.Choice(list(KNOWN_BENCHMARKS)), help="Repeat; default all."
-)
+@click.option("--benchmark", "benchmarks", multiple=True, metavar="NAME|FILE",
+              help="A published name (needs --data-dir) or any ChatIR-format file; repeat. Default: every published "
+                   "file under --data-dir.")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Upstream layout: the published files and the 50k search space.")
+@click.option("--search-space", type=click.Path(dir_okay=False, path_type=Path),
+              help="Search-space file (default: --data-dir's; without either, the checks that need one are skipped).")
+@click.option("--image-root", type=click.Path(file_okay=False, path_type=Path),
+              help="Check every image of the search space exists here, stays inside it and decodes.")
+@click.option("--no-decode", is_flag=True, help="Only check that the images exist (no decoding).")
+@click.option("--live-answerer", is_flag=True,
+              help="The run re-asks the recorded questions (--questioner replay): rounds without '?' are errors.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
 @_user_errors
-def validate(data_dir: Path, image_root: Path | None, benchmarks: tuple[str, ...]) -> None:
-    """Check the benchmark files (exit status 1 when there are errors; warnings report the known quirks)."""
-    report = validate_data_dir(data_dir, image_root=image_root, benchmarks=benchmarks or None)
+def validate(benchmarks: tuple[str, ...], data_dir: Path | None, search_space: Path | None, image_root: Path | None,
+             no_decode: bool, live_answerer: bool, quiet: bool) -> None:
+    """Check benchmark files (exit status 1 when there are errors; warnings report quirks, info what was checked)."""
+    report = validate_benchmarks(benchmarks, data_dir=data_dir, search_space=search_space, image_root=image_root,
+                                 decode=not no_decode, live_answerer=live_answerer, progress=not quiet)
     click.echo(report.render())
     if not report.ok:
         raise SystemExit(1)

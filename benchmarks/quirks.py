@@ -43,6 +43,11 @@ def count_multi_question_rounds(dialogues: Sequence[Dialogue]) -> QuirkCount:
     return _count_rounds(dialogues, lambda turn: turn.count("?") > 1)
 
 
+def count_question_free_rounds(dialogues: Sequence[Dialogue]) -> QuirkCount:
+    """Rounds (after the caption) holding no '?': no question that a live answerer could be asked again."""
+    return _count_rounds(dialogues, lambda turn: "?" not in turn)
+
+
 def count_empty_turns(dialogues: Sequence[Dialogue]) -> QuirkCount:
     """Turns (caption included) that are empty or only whitespace."""
     return _count_rounds(dialogues, lambda turn: not turn.strip(), first_turn=0)

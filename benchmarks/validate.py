@@ -1,11 +1,15 @@
 """Check benchmark files before a run: schema, targets, images, duplicates, digests and the known quirks.
 
-    >>> report = validate_data_dir(Path("data/chatir"), image_root=Path("~/coco").expanduser())  # doctest: +SKIP
+    >>> report = validate_benchmarks(["visdial-val"], data_dir=Path("data/chatir"), image_root=Path("~/coco"))  # doctest: +SKIP
+    >>> report = validate_benchmarks(["my_dialogues.json"], search_space=Path("my_space.json"))  # doctest: +SKIP
     >>> report.ok, print(report.render())  # doctest: +SKIP
 
-Validation collects every problem instead of stopping at the first, and it never changes a file: the quirks of the
-published files (Human_BLIP2's rotated questions, FLAN's leaked "Answer:" text, ...) are reported as warnings with
-counts, because results are only comparable with published ones when the files are used as released.
+A benchmark is a published name (its file found under ``data_dir``, upstream layout) or any ChatIR-format file.
+Validation collects every problem instead of stopping at the first, says what it checked and what it could not (no
+search space: targets and images are not checked), and never changes a file: the quirks of the published files
+(Human_BLIP2's rotated questions, FLAN's leaked "Answer:" text, ...) are reported as warnings with counts, because
+results are only comparable with published ones when the files are used as released. A file is called "as
+published" only when its sha256 is the published one.
 """
 
 from __future__ import annotations
@@ -13,27 +17,34 @@ from __future__ import annotations
 import os
 from collections import defaultdict
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from benchmarks.chatir import duplicates, parse_search_path
-from benchmarks.known import KNOWN_BENCHMARKS, SEARCH_SPACE, KnownFile
+from benchmarks.known import KNOWN_BENCHMARKS, KNOWN_FILES, SEARCH_SPACE, KnownFile
 from benchmarks.quirks import (
     EXAMPLES,
     QuirkCount,
     count_empty_turns,
     count_leaked_answer_rounds,
     count_multi_question_rounds,
+    count_question_free_rounds,
     count_repeated_question_dialogues,
     count_rotated_dialogues,
 )
 from harness.dialogue_files import CHATIR_TURNS, RecordError, parse_dialogue, read_json, require_list
 from harness.errors import DataError, HarnessError
 from harness.hashing import sha256_file
+from harness.images import LARGE_PIXELS, ImageCheck, check_image
+from harness.turns import looks_reformulated, question_free_share
 from harness.types import Dialogue
 
 LEVELS = ("error", "warning", "info")
 REFERENCE_BENCHMARK = "visdial-val"  # the human dialogues that the other files' questions are compared with
+_DECODE_WORKERS = 8  # decoding releases the GIL
 
 
 @dataclass(frozen=True)
@@ -86,78 +97,106 @@ class ValidationReport:
 
 
 @dataclass(frozen=True)
+class DialogueFile:
+    """A dialogue file to check: its path and, for a published name, the published file it should be."""
+
+    path: Path
+    expected: KnownFile | None = None
+    name: str | None = None
+
+
+def validate_benchmarks(
+    benchmarks: Sequence[str] = (),
+    *,
+    data_dir: Path | None = None,
+    search_space: Path | None = None,
+    image_root: Path | None = None,
+    decode: bool = True,
+    live_answerer: bool = False,
+    progress: bool = False,
+) -> ValidationReport:
+    """Check each benchmark (a published name under ``data_dir``, or a ChatIR-format file; none: every published
+    one under ``data_dir``) against ``search_space`` (default: ``data_dir``'s published one; none at all: the checks
+    that need one are skipped and said to be). With ``image_root`` every image must exist, stay inside it and, unless
+    ``decode`` is off, decode. ``live_answerer``: the run re-asks the recorded questions, so a round without a "?"
+    is an error (a warning otherwise)."""
+    files = resolve_benchmarks(benchmarks, data_dir)
+    findings: list[Finding] = []
+    space_paths = None
+    space_file, space_expected = _search_space_file(search_space, data_dir)
+    if space_file is None:
+        message = ("no search space given (--search-space FILE or --data-dir DIR): whether the targets are in it and "
+                   "the images were not checked")
+        findings.append(Finding("info", "search-space-not-checked", message, ", ".join(str(f.path) for f in files)))
+    else:
+        checked_space = _check_search_space(space_file, image_root, space_expected, decode, progress)
+        findings.extend(checked_space.findings)
+        space_paths = checked_space.items
+    parsed: dict[Path, tuple[Dialogue, ...]] = {}
+    reference: DialogueFile | None = None
+    for file in files:
+        checked = _check_dialogues(file, space_paths, live_answerer)
+        findings.extend(checked.findings)
+        if checked.items is not None:
+            parsed[file.path] = checked.items
+            if REFERENCE_BENCHMARK in (file.name, checked.published_name):
+                reference = file
+    if reference is not None and reference.path in parsed:
+        for file in files:
+            dialogues = parsed.get(file.path)
+            if file is not reference and dialogues is not None and not looks_reformulated(dialogues):
+                findings.extend(_rotation_findings(file.path, dialogues, parsed[reference.path], reference.path))
+    elif reference is None:
+        message = f"question rotation not checked: validate {REFERENCE_BENCHMARK} in the same call to check it"
+        findings.append(Finding("info", "rotation-not-checked", message, ", ".join(str(f.path) for f in files)))
+    return ValidationReport(tuple(findings))
+
+
+def resolve_benchmarks(benchmarks: Sequence[str], data_dir: Path | None) -> list[DialogueFile]:
+    """Each benchmark as a file to check; published names need ``data_dir``, files do not."""
+    if not benchmarks:
+        if data_dir is None:
+            raise HarnessError("give --benchmark NAME|FILE (repeatable), or --data-dir DIR to check every published "
+                               "file in it")
+        benchmarks = list(KNOWN_BENCHMARKS)
+    files = []
+    for benchmark in dict.fromkeys(benchmarks):
+        if benchmark in KNOWN_BENCHMARKS:
+            if data_dir is None:
+                raise HarnessError(f"benchmark {benchmark!r} is a published name: give --data-dir DIR (the upstream "
+                                   "layout) to find its file, or pass the file itself")
+            known = KNOWN_BENCHMARKS[benchmark].dialogues
+            files.append(DialogueFile(Path(data_dir) / known.relative_path, known, benchmark))
+        elif Path(benchmark).expanduser().is_file():
+            files.append(DialogueFile(Path(benchmark).expanduser()))
+        else:
+            raise HarnessError(f"benchmark {benchmark!r} is neither a published name ({', '.join(KNOWN_BENCHMARKS)}) "
+                               "nor an existing file")
+    return files
+
+
+def _search_space_file(search_space: Path | None, data_dir: Path | None) -> tuple[Path | None, KnownFile | None]:
+    if search_space is not None:
+        return Path(search_space).expanduser(), None
+    if data_dir is not None:
+        return Path(data_dir) / SEARCH_SPACE.relative_path, SEARCH_SPACE
+    return None, None
+
+
+@dataclass(frozen=True)
 class _Checked:
-    """What checking one file produced: its findings and the records that parsed (None when the file did not)."""
+    """What checking one file produced: its findings, the records that parsed (None when the file did not) and the
+    published file its sha256 equals (None when it equals none)."""
 
     findings: tuple[Finding, ...]
     items: tuple | None
+    published_name: str | None = None
 
 
-def validate_search_space_file(
-    path: Path, image_root: Path | None = None, known: KnownFile | None = None
-) -> ValidationReport:
-    """Check a search-space list, and that every image exists under ``image_root`` when one is given."""
-    return ValidationReport(_check_search_space(Path(path), image_root, known).findings)
-
-
-def validate_benchmark_file(
-    path: Path,
-    search_space: Path | None = None,
-    image_root: Path | None = None,
-    known: KnownFile | None = None,
-    reference: Path | None = None,
-    expected_turns: int | None = CHATIR_TURNS,
-) -> ValidationReport:
-    """Check one ChatIR-format dialogue file; with ``search_space`` also the search space and that it holds every
-    target; with ``reference`` (VisDial's human dialogues) also the one-round question rotation."""
-    findings: list[Finding] = []
-    space_paths = None
-    if search_space is not None:
-        checked_space = _check_search_space(Path(search_space), image_root, None)
-        findings.extend(checked_space.findings)
-        space_paths = checked_space.items
-    checked = _check_dialogues(Path(path), space_paths, known, expected_turns)
-    findings.extend(checked.findings)
-    if reference is not None:
-        reference_checked = _check_dialogues(Path(reference), None, None, expected_turns)
-        if checked.items is not None and reference_checked.items is not None:
-            findings.extend(_rotation_findings(path, checked.items, reference_checked.items, Path(reference)))
-    return ValidationReport(tuple(findings))
-
-
-def validate_data_dir(
-    data_dir: Path, image_root: Path | None = None, benchmarks: Sequence[str] | None = None
-) -> ValidationReport:
-    """Check the published files under ``data_dir`` (upstream layout): the search space and each named benchmark
-    (all by default). Question rotation is checked when ``visdial-val`` is among them."""
-    data_dir = Path(data_dir)
-    names = list(KNOWN_BENCHMARKS) if not benchmarks else list(dict.fromkeys(benchmarks))
-    unknown = [name for name in names if name not in KNOWN_BENCHMARKS]
-    if unknown:
-        raise HarnessError(f"unknown benchmark(s) {', '.join(unknown)}; known: {', '.join(KNOWN_BENCHMARKS)}")
-    space = _check_search_space(data_dir / SEARCH_SPACE.relative_path, image_root, SEARCH_SPACE)
-    findings = list(space.findings)
-    parsed: dict[str, tuple[Dialogue, ...] | None] = {}
-    for name in names:
-        known = KNOWN_BENCHMARKS[name].dialogues
-        checked = _check_dialogues(data_dir / known.relative_path, space.items, known, CHATIR_TURNS)
-        findings.extend(checked.findings)
-        parsed[name] = checked.items
-    reference = parsed.get(REFERENCE_BENCHMARK)
-    if reference is not None:
-        reference_file = data_dir / KNOWN_BENCHMARKS[REFERENCE_BENCHMARK].dialogues.relative_path
-        for name, dialogues in parsed.items():
-            if name != REFERENCE_BENCHMARK and dialogues is not None:
-                file = data_dir / KNOWN_BENCHMARKS[name].dialogues.relative_path
-                findings.extend(_rotation_findings(file, dialogues, reference, reference_file))
-    elif REFERENCE_BENCHMARK not in names:
-        message = f"question rotation not checked: validate {REFERENCE_BENCHMARK} in the same call to check it"
-        findings.append(Finding("info", "rotation-not-checked", message, str(data_dir)))
-    return ValidationReport(tuple(findings))
-
-
-def _check_search_space(path: Path, image_root: Path | None, known: KnownFile | None) -> _Checked:
-    entries, findings = _read_list(path, "image paths", known)
+def _check_search_space(
+    path: Path, image_root: Path | None, expected: KnownFile | None, decode: bool = False, progress: bool = False
+) -> _Checked:
+    entries, findings, published = _read_list(path, "image paths", expected)
     if entries is None:
         return _Checked(tuple(findings), None)
     paths, problems = [], []
@@ -171,26 +210,25 @@ def _check_search_space(path: Path, image_root: Path | None, known: KnownFile | 
     if repeated:
         message = f"{len(repeated):,} paths occur more than once; a rank would be ambiguous"
         findings.append(Finding("error", "duplicate-path", message, str(path), len(repeated), _quote(repeated)))
-    findings.extend(_count_findings(path, len(entries), "image paths", known))
+    findings.extend(_count_findings(path, len(entries), "image paths", expected, published))
     if image_root is not None:
-        findings.extend(_image_findings(path, paths, Path(image_root)))
+        findings.extend(_image_findings(path, paths, Path(image_root), decode, progress))
     return _Checked(tuple(findings), tuple(paths))
 
 
-def _check_dialogues(
-    path: Path, space_paths: tuple[str, ...] | None, known: KnownFile | None, expected_turns: int | None
-) -> _Checked:
-    records, findings = _read_list(path, "dialogue records", known)
+def _check_dialogues(file: DialogueFile, space_paths: tuple[str, ...] | None, live_answerer: bool) -> _Checked:
+    path = file.path
+    records, findings, published = _read_list(path, "dialogue records", file.expected)
     if records is None:
         return _Checked(tuple(findings), None)
     dialogues, problems = [], []
     for index, record in enumerate(records):
         try:
-            dialogues.append(parse_dialogue(record, index, path, expected_turns))
+            dialogues.append(parse_dialogue(record, index, path, CHATIR_TURNS))
         except RecordError as error:
             problems.append(error)
     findings.extend(_problem_findings(path, problems))
-    findings.extend(_count_findings(path, len(records), "dialogues", known))
+    findings.extend(_count_findings(path, len(records), "dialogues", file.expected, published))
     targets = [dialogue.target for dialogue in dialogues]
     repeated = duplicates(targets)
     if repeated:
@@ -206,25 +244,32 @@ def _check_dialogues(
                     "error", "target-not-in-search-space", message, str(path), len(absent), tuple(absent[:EXAMPLES])
                 )
             )
-    findings.extend(_quirk_findings(path, dialogues))
-    return _Checked(tuple(findings), tuple(dialogues))
+    findings.extend(_quirk_findings(path, dialogues, live_answerer, space_paths is not None))
+    name = next((known.name for known in KNOWN_BENCHMARKS.values() if known.dialogues == published), None)
+    return _Checked(tuple(findings), tuple(dialogues), name)
 
 
-def _read_list(path: Path, what: str, known: KnownFile | None) -> tuple[list | None, list[Finding]]:
-    """The file's top-level list (None when unusable) and the findings about the file as a whole."""
+def _read_list(
+    path: Path, what: str, expected: KnownFile | None
+) -> tuple[list | None, list[Finding], KnownFile | None]:
+    """The file's top-level list (None when unusable), the findings about the file as a whole, and the published
+    file whose sha256 it has (None when none: for a published name, a changed file)."""
     if not path.is_file():
-        hint = " (get the published files with `harness data fetch chatir --to DIR`)" if known else ""
-        return None, [Finding("error", "missing-file", f"the file does not exist{hint}", str(path))]
+        hint = " (get the published files with `harness data fetch chatir --to DIR`)" if expected else ""
+        return None, [Finding("error", "missing-file", f"the file does not exist{hint}", str(path))], None
     findings = []
-    if known is not None:
-        actual = sha256_file(path)
-        if actual != known.sha256:
-            message = f"sha256 {actual} differs from the published {known.sha256}; it is used as it is"
-            findings.append(Finding("warning", "sha256-mismatch", message, str(path)))
+    actual = sha256_file(path)
+    published = next((known for known in KNOWN_FILES if known.sha256 == actual), None)
+    if expected is not None and published != expected:
+        message = f"sha256 {actual} differs from the published {expected.sha256}; it is used as it is"
+        findings.append(Finding("warning", "sha256-mismatch", message, str(path)))
+    elif expected is None and published is not None:
+        message = f"identical to the published {published.relative_path} (sha256 {actual})"
+        findings.append(Finding("info", "published-file", message, str(path)))
     try:
-        return require_list(read_json(path), path, what), findings
+        return require_list(read_json(path), path, what), findings, published
     except DataError as error:
-        return None, [*findings, Finding("error", getattr(error, "code", "unreadable"), str(error), str(path))]
+        return None, [*findings, Finding("error", getattr(error, "code", "unreadable"), str(error), str(path))], published
 
 
 def _problem_findings(path: Path, problems: Sequence[RecordError]) -> list[Finding]:
@@ -245,28 +290,81 @@ def _problem_findings(path: Path, problems: Sequence[RecordError]) -> list[Findi
     ]
 
 
-def _count_findings(path: Path, count: int, what: str, known: KnownFile | None) -> list[Finding]:
-    if known is None or count == known.records:
-        suffix = " as published" if known else ""
-        return [Finding("info", "records", f"{count:,} {what}{suffix}", str(path), count)]
-    message = f"{count:,} {what}, the published file has {known.records:,}"
+def _count_findings(
+    path: Path, count: int, what: str, expected: KnownFile | None, published: KnownFile | None
+) -> list[Finding]:
+    if published is not None:
+        return [Finding("info", "records", f"{count:,} {what}, as published (sha256 matches)", str(path), count)]
+    if expected is None:
+        return [Finding("info", "records", f"{count:,} {what}", str(path), count)]
+    if count == expected.records:
+        message = f"{count:,} {what}, as many as the published file, whose content differs (see sha256-mismatch)"
+        return [Finding("info", "records", message, str(path), count)]
+    message = f"{count:,} {what}, the published file has {expected.records:,}"
     return [Finding("warning", "record-count", message, str(path), count)]
 
 
-def _image_findings(path: Path, paths: Sequence[str], image_root: Path) -> list[Finding]:
+def _image_findings(
+    path: Path, paths: Sequence[str], image_root: Path, decode: bool, progress: bool
+) -> list[Finding]:
     if not image_root.is_dir():
         return [Finding("error", "image-root-missing", f"the image root {image_root} is not a folder", str(path))]
-    absent = _missing_images(paths, image_root)
     findings = []
     escaping = _escaping_images(paths, image_root)
     if escaping:
         message = (f"{len(escaping):,} of {len(paths):,} images resolve outside the image root {image_root.resolve()} "
                    "(symbolic links or '..'); runs refuse to read them")
         findings.append(Finding("error", "image-outside-root", message, str(path), len(escaping), _quote(escaping)))
-    if not absent:
-        return [*findings, Finding("info", "images", f"all {len(paths):,} images exist under {image_root}", str(path))]
-    message = f"{len(absent):,} of {len(paths):,} images are missing under {image_root}"
-    return [*findings, Finding("error", "missing-image", message, str(path), len(absent), _quote(absent))]
+    absent = _missing_images(paths, image_root)
+    if absent:
+        message = f"{len(absent):,} of {len(paths):,} images are missing under {image_root}"
+        findings.append(Finding("error", "missing-image", message, str(path), len(absent), _quote(absent)))
+    else:
+        findings.append(Finding("info", "images", f"all {len(paths):,} images exist under {image_root}", str(path)))
+    if not decode:
+        message = "images not decoded (--no-decode): a file that is no image shows only when a run reads it"
+        return [*findings, Finding("info", "images-not-decoded", message, str(path))]
+    unusable = set(absent) | set(escaping)
+    return [*findings, *_decode_findings(path, [p for p in paths if p not in unusable], image_root, progress)]
+
+
+def _decode_findings(path: Path, paths: Sequence[str], image_root: Path, progress: bool) -> list[Finding]:
+    """Decode every image as a run would: files that are no image, truncated ones, ones too large to decode (errors),
+    very large ones and one image under several paths (warnings)."""
+    if not paths:
+        return []
+    checks: list[ImageCheck] = []
+    workers = min(_DECODE_WORKERS, 2 * (os.cpu_count() or 1))
+    with ThreadPoolExecutor(max_workers=workers) as pool, tqdm(
+        total=len(paths), desc="decoding images", unit="img", disable=not progress
+    ) as bar:
+        for check in pool.map(check_image, (image_root / relative for relative in paths)):
+            checks.append(check)
+            bar.update()
+    findings = []
+    broken = [f"{relative!r}: {check.problem}" for relative, check in zip(paths, checks) if check.problem]
+    if broken:
+        message = f"{len(broken):,} of {len(paths):,} images cannot be used by a run"
+        findings.append(Finding("error", "undecodable-image", message, str(path), len(broken), tuple(broken[:EXAMPLES])))
+    else:
+        findings.append(Finding("info", "images-decoded", f"all {len(paths):,} images decode", str(path), len(paths)))
+    large = [f"{relative!r}: {check.pixels:,} pixels" for relative, check in zip(paths, checks)
+             if check.pixels > LARGE_PIXELS]
+    if large:
+        message = (f"{len(large):,} images have more than {LARGE_PIXELS:,} pixels: they decode slowly and take much "
+                   "memory (PIL warns of a decompression bomb)")
+        findings.append(Finding("warning", "large-image", message, str(path), len(large), tuple(large[:EXAMPLES])))
+    by_content: dict[str, list[str]] = defaultdict(list)
+    for relative, check in zip(paths, checks):
+        if check.sha256:
+            by_content[check.sha256].append(relative)
+    copies = [group for group in by_content.values() if len(group) > 1]
+    if copies:
+        message = (f"{len(copies):,} images appear under more than one path ({sum(map(len, copies)):,} paths): only "
+                   "the target's own path counts as a hit, so its copy can rank above it")
+        examples = tuple(" = ".join(map(repr, group[:3])) for group in copies[:EXAMPLES])
+        findings.append(Finding("warning", "duplicate-image-content", message, str(path), len(copies), examples))
+    return findings
 
 
 def _escaping_images(paths: Sequence[str], image_root: Path) -> list[str]:
@@ -303,16 +401,45 @@ def _missing_images(paths: Sequence[str], image_root: Path) -> list[str]:
     return absent
 
 
-def _quirk_findings(path: Path, dialogues: Sequence[Dialogue]) -> list[Finding]:
-    checks = (
-        ("empty-turn", "turns are empty", count_empty_turns),
-        ("leaked-answer", 'rounds hold leaked "Answer:" text', count_leaked_answer_rounds),
-        ("multi-question", "rounds hold more than one question", count_multi_question_rounds),
-        ("repeated-question", "dialogues ask a question twice", count_repeated_question_dialogues),
-    )
-    return [
-        _quirk_finding(path, code, what, quirk) for code, what, counter in checks if (quirk := counter(dialogues)).count
-    ]
+def _quirk_findings(
+    path: Path, dialogues: Sequence[Dialogue], live_answerer: bool, with_search_space: bool
+) -> list[Finding]:
+    checks = [("empty-turn", "turns are empty", count_empty_turns),
+              ("leaked-answer", 'rounds hold leaked "Answer:" text', count_leaked_answer_rounds)]
+    checked = ["schema", "duplicate targets", *(["targets in the search space"] if with_search_space else []),
+               "empty turns", 'leaked "Answer:" text']
+    findings = []
+    if looks_reformulated(dialogues):
+        longest = max((len(", ".join(dialogue.turns)) for dialogue in dialogues), default=0)
+        message = (f"{question_free_share(dialogues):.0%} of rounds hold no '?': a reformulated-caption file (each "
+                   "entry a full caption); replay it with --query-mode entry, since the default join queries every "
+                   f"caption so far glued together (up to {longest:,} characters at the last round); the question "
+                   "checks were skipped")
+        findings.append(Finding("warning", "reformulated-captions", message, str(path)))
+    else:
+        checks += [("multi-question", "rounds hold more than one question", count_multi_question_rounds),
+                   ("repeated-question", "dialogues ask a question twice", count_repeated_question_dialogues)]
+        checked += ["rounds without '?'", "several questions in a round", "repeated questions"]
+        findings.extend(_question_free_findings(path, dialogues, live_answerer))
+    findings.extend(_quirk_finding(path, code, what, quirk) for code, what, counter in checks
+                    if (quirk := counter(dialogues)).count)
+    findings.append(Finding("info", "checked", f"checked: {', '.join(checked)}", str(path)))
+    return findings
+
+
+def _question_free_findings(path: Path, dialogues: Sequence[Dialogue], live_answerer: bool) -> list[Finding]:
+    """Rounds without a "?" hold no question to re-ask: a run with a live answerer over the recorded questions
+    (``--questioner replay``) fails their dialogues."""
+    quirk = count_question_free_rounds(dialogues)
+    if not quirk.count:
+        return []
+    affected = sum(any("?" not in turn for turn in dialogue.turns[1:]) for dialogue in dialogues)
+    consequence = ("this run re-asks the recorded questions (--live-answerer), so these dialogues would fail" if
+                   live_answerer else "a run that re-asks the recorded questions (--questioner replay with a live "
+                   "answerer) fails these dialogues; replaying the recorded rounds is unaffected")
+    message = f"{quirk.count:,} rounds in {affected:,} dialogues hold no '?': {consequence}"
+    level = "error" if live_answerer else "warning"
+    return [Finding(level, "no-question", message, str(path), quirk.count, quirk.examples)]
 
 
 def _rotation_findings(

@@ -43,6 +43,7 @@ from harness.protocols import DialogueSource, Retriever, RunContext, TurnFailure
 from harness.registry import REGISTRY, ComponentRecord
 from harness.sources import LiveSource, ReplaySource
 from harness.store import RunStore, describe_differences
+from harness.turns import looks_reformulated, question_free_share
 from harness.types import PROMPTS_TRUNCATED, QUERY_TRUNCATED, Benchmark, Dialogue, DialogueState, RunRecord, batched
 
 log = logging.getLogger(__name__)
@@ -185,6 +186,7 @@ def run_evaluation(
     load_plugins(spec.plugins)
     benchmark = load_benchmark(spec)
     dialogues = list(benchmark.dialogues[: spec.limit] if spec.limit else benchmark.dialogues)
+    _warn_if_joining_captions(spec, str(benchmark.paths.get("dialogues", benchmark.name)), dialogues)
     search_space = benchmark.search_space
     target_positions = {dialogue.dialogue_id: search_space.position(dialogue.target) for dialogue in dialogues}
 
@@ -349,6 +351,18 @@ def _finish(store: RunStore, dialogues: Sequence[Dialogue], evaluated: int, reus
     reasons = Counter(record.error or "no reason recorded" for record in failed)
     return RunResult(store.directory, metrics, evaluated=evaluated, reused=reused, failed=len(failed),
                      failure_reasons=dict(reasons.most_common()))
+
+
+def _warn_if_joining_captions(spec: RunSpec, benchmark: str, dialogues: Sequence[Dialogue]) -> None:
+    """A reformulated-caption file replayed with ``join`` queries the concatenation of every caption so far (a
+    paragraph of eleven captions at round 10), which is almost never what was meant."""
+    if spec.query_mode != "join" or spec.questioner is not None or not looks_reformulated(dialogues):
+        return
+    longest = max((len(", ".join(dialogue.turns[: spec.rounds + 1])) for dialogue in dialogues), default=0)
+    log.warning("%s looks like a reformulated-caption file (%.0f%% of its rounds hold no '?'): with the default "
+                "--query-mode join each query glues every caption so far (up to %d characters at round %d); pass "
+                "--query-mode entry to query each round's caption alone", benchmark,
+                100 * question_free_share(dialogues), longest, spec.rounds)
 
 
 def _truncation_diagnostics(records: Sequence[RunRecord]) -> dict[str, int]:

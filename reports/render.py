@@ -100,12 +100,12 @@ def _run_rows(comparison: Comparison) -> list[tuple[str, ...]]:
     rows = []
     for run in comparison.runs:
         shas = ", ".join(f"{role} {sha[:12]}" for role, sha in sorted(run.benchmark_files.items()))
-        rows.append((run.name, str(run.directory), run.retriever, run.benchmark, shas, str(len(run.records)),
-                     str(len(run.failed_ids))))
+        rows.append((run.name, str(run.directory), run.retriever, run.query_mode, run.benchmark, shas,
+                     str(len(run.records)), str(len(run.failed_ids))))
     return rows
 
 
-_RUN_HEADER = ("system", "run directory", "retriever", "benchmark", "benchmark files (sha256)", "dialogues", "failed")
+_RUN_HEADER = ("system", "run directory", "retriever", "query mode", "benchmark", "benchmark files (sha256)", "dialogues", "failed")
 
 
 def headline(comparison: Comparison) -> list[str]:

@@ -53,6 +53,13 @@ class LoadedRun:
         return str(self.manifest.get("spec", {}).get("retriever") or self.manifest["identity"].get("retriever"))
 
     @property
+    def query_mode(self) -> str:
+        """How each round's query text was made: the retriever's own mode where it has one (DAR reads its captions
+        file so), else the run's ``--query-mode`` (join for runs older than the option)."""
+        retriever = self.manifest.get("components", {}).get("identities", {}).get("retriever", {})
+        return str(retriever.get("query_mode") or self.manifest.get("identity", {}).get("query_mode") or "join")
+
+    @property
     def failed_ids(self) -> tuple[str, ...]:
         return tuple(record.dialogue_id for record in self.records if record.status != "ok")
 

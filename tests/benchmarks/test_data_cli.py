@@ -15,11 +15,12 @@ def test_validate_published_files_exit_zero_with_quirk_warnings(chatir_dir: Path
     assert "[rotated-questions]" in result.output
     assert '13,547 rounds hold leaked "Answer:" text' in result.output
     assert "140 rounds hold more than one question" in result.output
-    assert result.output.rstrip().endswith("OK: 0 error(s), 8 warning(s)")
+    assert result.output.rstrip().endswith("OK: 0 error(s), 9 warning(s)")
 
 
 def test_validate_with_errors_exits_one(chatir_dir: Path, tmp_path: Path) -> None:
-    arguments = ["validate", "--data-dir", str(chatir_dir), "--image-root", str(tmp_path), "--benchmark", "flan-blip2"]
+    arguments = ["validate", "--data-dir", str(chatir_dir), "--image-root", str(tmp_path), "--benchmark", "flan-blip2",
+                 "--quiet"]
     result = CliRunner().invoke(data, arguments)
     assert result.exit_code == 1
     assert result.output.startswith("ERRORS (1)\n  [missing-image]")
@@ -27,7 +28,7 @@ def test_validate_with_errors_exits_one(chatir_dir: Path, tmp_path: Path) -> Non
 
 def test_validate_rejects_unknown_benchmark(chatir_dir: Path) -> None:
     result = CliRunner().invoke(data, ["validate", "--data-dir", str(chatir_dir), "--benchmark", "flan"])
-    assert result.exit_code == 2 and "'flan' is not one of" in result.output
+    assert result.exit_code == 1 and "'flan' is neither a published name" in result.output
 
 
 def test_fetch_offline_is_a_clean_error(tmp_path: Path) -> None:

@@ -213,3 +213,23 @@ def test_a_lone_surrogate_in_a_dialogue_file_is_named(tmp_path):
     path.write_text('[{"img": "a.jpg", "dialog": ["a cat \\ud800 on a mat", "is it black? yes"]}]')
     with pytest.raises(DataError, match=r"record 0, field 'dialog': turn 0 holds a lone surrogate"):
         read_chatir_dialogues(path, expected_turns=None)
+
+
+def test_a_reformulated_file_replayed_with_join_warns_with_the_fix(small_benchmark, tmp_path, caplog):
+    records = json.loads(small_benchmark.dialogues.read_text())
+    for record in records:
+        record["dialog"] = [f"{record['dialog'][0]} seen after round {r}" for r in range(11)]
+    reformulated = tmp_path / "reformulated.json"
+    reformulated.write_text(json.dumps(records))
+    arguments = ["--benchmark", str(reformulated), "--search-space", str(small_benchmark.search_space), "--quiet"]
+    with caplog.at_level("WARNING", logger="harness"):
+        assert run_cli("run", "--retriever", "random", *arguments, "--out", str(tmp_path / "joined"))[0] == 0
+    (warning,) = [record.message for record in caplog.records if "reformulated-caption" in record.message]
+    assert "100% of its rounds hold no '?'" in warning and "pass --query-mode entry" in warning
+    longest = max(len(", ".join(record["dialog"])) for record in records)
+    assert f"up to {longest} characters at round 10" in warning
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="harness"):
+        assert run_cli("run", "--retriever", "random", *arguments, "--query-mode", "entry",
+                       "--out", str(tmp_path / "entries"))[0] == 0
+    assert not [record for record in caplog.records if "reformulated-caption" in record.message]

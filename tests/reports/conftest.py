@@ -84,6 +84,7 @@ class RunFactory:
         failing: Sequence[str] = (),
         text_only: np.ndarray | None = None,
         limit: int | None = None,
+        query_mode: str = "join",
     ) -> Path:
         """Run the oracle through the real runner so that dialogue i gets ``ranks[i]``; returns the run directory."""
         benchmark = benchmark or self.benchmark
@@ -103,6 +104,7 @@ class RunFactory:
             device="cpu",
             progress=False,
             limit=limit,
+            query_mode=query_mode,
         )
         source = None
         if failing:

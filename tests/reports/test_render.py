@@ -117,3 +117,15 @@ def test_failed_dialogues_warning_reaches_the_report(run_factory, tmp_path):
     assert result.exit_code == 0, result.output
     assert "warning: dialogues: 2 of 40 dialogues excluded" in result.output
     assert "2 of 40 dialogues excluded" in (tmp_path / "r" / "report.md").read_text()
+
+
+def test_runs_table_shows_each_systems_query_mode(run_factory, tmp_path):
+    joined = run_factory.make("joined", ranks_from(seed=1, good=0.5))
+    entries = run_factory.make("entries", ranks_from(seed=2, good=0.5), query_mode="entry")
+    code, output = run_cli("report", str(joined), str(entries), "--out", str(tmp_path / "report"), *FAST)
+    assert code == 0, output
+    markdown = (tmp_path / "report" / "report.md").read_text()
+    runs = markdown.split("## Runs", 1)[1].splitlines()
+    assert "| retriever | query mode |" in runs[2]
+    assert "| oracle | join |" in runs[4] and runs[4].startswith("| joined |")
+    assert "| oracle | entry |" in runs[5] and runs[5].startswith("| entries |")
