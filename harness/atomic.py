@@ -33,6 +33,7 @@ from typing import Any, BinaryIO, TypeVar
 
 import numpy as np
 
+from harness.errors import raise_storage_error
 from harness.hashing import sha256_bytes
 
 log = logging.getLogger(__name__)
@@ -59,8 +60,12 @@ def atomic_writer(path: Path) -> Iterator[BinaryIO]:
     on any error (or interrupt) the temporary file is removed and ``path`` is untouched. The temporary file's name
     holds the writer's host and pid (``.NAME.HOST.PID.XXXX.tmp``), so ``remove_stale_temporaries`` can tell one
     whose writer died from one another process is still writing."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{HOST}.{os.getpid()}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{HOST}.{os.getpid()}.",
+                                             suffix=".tmp")
+    except OSError as error:
+        raise_storage_error(path, error)
     try:
         with os.fdopen(handle, "wb") as stream:
             yield stream
@@ -68,16 +73,19 @@ def atomic_writer(path: Path) -> Iterator[BinaryIO]:
             os.fchmod(stream.fileno(), FILE_MODE)
             os.fsync(stream.fileno())
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
         Path(temporary).unlink(missing_ok=True)
+        if isinstance(error, OSError):
+            raise_storage_error(path, error)
         raise
 
 
-def remove_stale_temporaries(folder: Path) -> list[Path]:
-    """Remove the temporary files a killed writer left in ``folder`` (not its sub-folders): those of this host
-    whose pid is gone, and those of any host older than a day; never one another process may still be writing."""
+def remove_stale_temporaries(folder: Path, recursive: bool = False) -> list[Path]:
+    """Remove the temporary files a killed writer left in ``folder`` (and, ``recursive``, in every folder below it):
+    those of this host whose pid is gone, and those of any host older than a day; never one another process may
+    still be writing."""
     removed = []
-    for path in folder.glob(".*.tmp"):
+    for path in folder.rglob(".*.tmp") if recursive else folder.glob(".*.tmp"):
         parts = path.name.split(".")
         try:
             host, pid = parts[-4], int(parts[-3])
@@ -92,6 +100,20 @@ def remove_stale_temporaries(folder: Path) -> list[Path]:
     if removed:
         log.info("removed %d temporary files that killed writers left in %s", len(removed), folder)
     return removed
+
+
+_swept: set[Path] = set()
+
+
+def sweep_cache_once(root: Path) -> None:
+    """``remove_stale_temporaries`` over a cache's whole tree, the first time this process opens it (each cache is
+    opened by several components of a run, and a walk of 100k entries is not free)."""
+    root = Path(root).absolute()
+    if root in _swept:
+        return
+    _swept.add(root)
+    if root.is_dir():
+        remove_stale_temporaries(root, recursive=True)
 
 
 def _alive(pid: int) -> bool:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from harness.atomic import atomic_save_array, atomic_write_text
+from harness.atomic import atomic_save_array, atomic_write_text, sweep_cache_once
 from harness.hashing import canonical_json, sha256_file, stable_hash
 
 EncodeRange = Callable[[int, int], np.ndarray]
@@ -31,6 +31,7 @@ EncodeRange = Callable[[int, int], np.ndarray]
 class EmbeddingCache:
     def __init__(self, cache_dir: Path, shard_items: int = 4096) -> None:
         self.root = Path(cache_dir) / "embeddings"
+        sweep_cache_once(self.root)
         self.shard_items = shard_items
 
     def entry_dir(self, key_parts: Mapping[str, Any]) -> Path:

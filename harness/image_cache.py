@@ -23,7 +23,7 @@ from typing import Any
 
 from PIL import Image
 
-from harness.atomic import read_checked, record_path, write_checked
+from harness.atomic import read_checked, record_path, sweep_cache_once, write_checked
 from harness.cache_fill import fill_missing
 from harness.hashing import stable_hash
 
@@ -33,6 +33,7 @@ Generate = Callable[[list[int]], Sequence[Image.Image]]
 class ImageCache:
     def __init__(self, cache_dir: Path, namespace: str = "images") -> None:
         self.root = Path(cache_dir) / namespace
+        sweep_cache_once(self.root)
         self.hits = 0
         self.misses = 0
 

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.atomic import atomic_write_text, digest_facts, read_record, verify_digest
+from harness.atomic import atomic_write_text, digest_facts, read_record, sweep_cache_once, verify_digest
 from harness.cache_fill import fill_missing
 from harness.hashing import canonical_json, stable_hash
 from harness.protocols import TurnFailure
@@ -31,6 +31,7 @@ Output = str | TurnFailure
 class ResponseCache:
     def __init__(self, cache_dir: Path, namespace: str = "responses") -> None:
         self.root = Path(cache_dir) / namespace
+        sweep_cache_once(self.root)
         self.hits = 0
         self.misses = 0
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.atomic import atomic_write_text, remove_stale_temporaries
-from harness.errors import ConfigError, DataError
+from harness.errors import ConfigError, DataError, raise_storage_error
 from harness.types import RunRecord, parse_ranks
 
 MANIFEST = "manifest.json"
@@ -159,10 +159,14 @@ class RunStore:
         lines = "".join(record.to_json() + "\n" for record in records)
         if not lines:
             return
-        with open(self.ranks_path, "a", encoding="utf-8") as stream:
-            stream.write(lines)
-            stream.flush()
-            os.fsync(stream.fileno())
+        try:
+            with open(self.ranks_path, "a", encoding="utf-8") as stream:
+                stream.write(lines)
+                stream.flush()
+                os.fsync(stream.fileno())
+        except OSError as error:
+            # A line cut short by the failed write is dropped when the run resumes (_drop_torn_last_line).
+            raise_storage_error(self.ranks_path, error)
 
     def write_metrics(self, metrics: Mapping[str, Any]) -> None:
         atomic_write_text(self.metrics_path, json.dumps(metrics, indent=2, sort_keys=True))

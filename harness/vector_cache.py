@@ -20,13 +20,14 @@ from typing import Any
 
 import numpy as np
 
-from harness.atomic import array_bytes, read_checked, write_checked
+from harness.atomic import array_bytes, read_checked, sweep_cache_once, write_checked
 from harness.cache_fill import fill_missing
 
 
 class VectorCache:
     def __init__(self, cache_dir: Path, namespace: str = "vectors") -> None:
         self.root = Path(cache_dir) / namespace
+        sweep_cache_once(self.root)
         self.hits = 0
         self.misses = 0
 

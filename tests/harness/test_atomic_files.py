@@ -9,6 +9,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from harness.atomic import HOST, atomic_write_text, remove_stale_temporaries
 from tests.conftest import REPO_ROOT
 
@@ -40,3 +42,24 @@ def test_only_temporary_files_of_gone_writers_are_removed(tmp_path):
     assert alive.exists() and other_host_fresh.exists() and foreign.exists()
     atomic_write_text(tmp_path / "new.json", "{}")  # a writer's own temporary file is gone once it is done
     assert not list(tmp_path.glob(".new.json.*"))
+
+
+@pytest.mark.parametrize("cache", ["image", "vector", "response", "embedding"])
+def test_every_cache_sweeps_the_temporaries_of_gone_writers_from_its_whole_tree(tmp_path, cache):
+    from harness.embedding_cache import EmbeddingCache
+    from harness.image_cache import ImageCache
+    from harness.response_cache import ResponseCache
+    from harness.vector_cache import VectorCache
+
+    opens = {"image": ImageCache, "vector": VectorCache, "response": ResponseCache, "embedding": EmbeddingCache}
+    namespace = {"image": "images", "vector": "vectors", "response": "responses", "embedding": "embeddings"}[cache]
+    shard = tmp_path / namespace / "ab"
+    shard.mkdir(parents=True)
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()
+    dead = shard / f".abcd.png.{HOST}.{finished.pid}.x1.tmp"
+    alive = shard / f".abce.png.{HOST}.{os.getpid()}.x2.tmp"
+    for path in (dead, alive):
+        path.write_text("partial")
+    opens[cache](tmp_path)
+    assert not dead.exists() and alive.exists()
