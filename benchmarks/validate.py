@@ -21,8 +21,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from benchmarks.chatir import duplicates, parse_search_path
 from benchmarks.known import KNOWN_BENCHMARKS, KNOWN_FILES, SEARCH_SPACE, KnownFile
 from benchmarks.quirks import (
@@ -39,6 +37,7 @@ from harness.dialogue_files import CHATIR_TURNS, RecordError, parse_dialogue, re
 from harness.errors import DataError, HarnessError
 from harness.hashing import sha256_file
 from harness.images import LARGE_PIXELS, ImageCheck, check_image
+from harness.progress import progress_bar
 from harness.turns import looks_reformulated, question_free_share
 from harness.types import Dialogue
 
@@ -335,9 +334,8 @@ def _decode_findings(path: Path, paths: Sequence[str], image_root: Path, progres
         return []
     checks: list[ImageCheck] = []
     workers = min(_DECODE_WORKERS, 2 * (os.cpu_count() or 1))
-    with ThreadPoolExecutor(max_workers=workers) as pool, tqdm(
-        total=len(paths), desc="decoding images", unit="img", disable=not progress
-    ) as bar:
+    with ThreadPoolExecutor(max_workers=workers) as pool, progress_bar(len(paths), "decoding images", "img",
+                                                                       progress) as bar:
         for check in pool.map(check_image, (image_root / relative for relative in paths)):
             checks.append(check)
             bar.update()

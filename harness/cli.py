@@ -23,11 +23,13 @@ import click
 from harness.command_line import LazyGroup, parse_argument
 from harness.config import DEVICES_HELP, QUERY_MODES, RunSpec, build_spec, read_config_file
 from harness.errors import HarnessError
+from harness.library_output import route_library_logs, silence_library_progress
 from harness.registry import KINDS, REGISTRY, RegistryError
 
 log = logging.getLogger("harness")
 # Retrievers built on DAR's pipeline (reformulation, generated images): the --dar-* options apply to them.
 DAR_PIPELINES = ("dar", "adafuse")
+MODEL_COMMANDS = ("run", "demo", "train", "bench", "convert", "dar")  # the subcommands that load model libraries
 MAX_REASONS_SHOWN = 10  # distinct failure reasons printed after a run, most frequent first
 
 
@@ -59,10 +61,15 @@ class HarnessGroup(LazyGroup):
         "bench": "harness.bench.cli:bench",
     },
 )
-@click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
-def main(verbose: bool) -> None:
+@click.option("-v", "--verbose", is_flag=True, help="Log debug messages, and the model libraries' warnings and info.")
+@click.pass_context
+def main(ctx: click.Context, verbose: bool) -> None:
     """Evaluate interactive text-to-image retrieval with replayed or simulated dialogues."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if ctx.invoked_subcommand in MODEL_COMMANDS:  # the others need no model library, so none is imported for them
+        route_library_logs(verbose)
+        if not sys.stderr.isatty():  # their bars redraw with carriage returns, which a log file keeps as debris
+            silence_library_progress()
 
 
 @main.command("list")
@@ -170,6 +177,7 @@ def run_command(
         raise click.UsageError("--fusion-checkpoint applies to --retriever adafuse")
     if quiet:
         flag_values["progress"] = False
+        silence_library_progress()
     spec, overridden = build_spec(file_values, flag_values)
     if overridden:
         log.info("flags override config-file settings: %s", ", ".join(overridden))
@@ -240,6 +248,8 @@ def demo_command(ctx: click.Context, out: Path | None, quiet: bool) -> None:
 
     report = main.get_command(ctx, "report")
     assert report is not None
+    if quiet:
+        silence_library_progress()
     run_demo(out, progress=not quiet, report_command=report)
 
 

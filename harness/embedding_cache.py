@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from harness.atomic import atomic_save_array, atomic_write_text, sweep_cache_once
 from harness.hashing import canonical_json, sha256_file, stable_hash
+from harness.progress import progress_bar
 
 EncodeRange = Callable[[int, int], np.ndarray]
 
@@ -54,7 +55,7 @@ class EmbeddingCache:
         entry.mkdir(parents=True, exist_ok=True)
         atomic_write_text(entry / "key.json", canonical_json(key_parts))
         shards: list[np.ndarray] = []
-        with tqdm(total=count, desc=description, unit="img", disable=not progress) as bar:
+        with progress_bar(count, description, "img", progress) as bar:
             for shard_start in range(0, count, self.shard_items):
                 shard_stop = min(count, shard_start + self.shard_items)
                 name = f"shard-{shard_start:09d}-{shard_stop:09d}"

@@ -3,11 +3,19 @@
     model = load_pretrained(AutoModelForSeq2SeqLM.from_pretrained, "DIR or hub id", "--questioner-model", dtype=dtype)
 
 A local folder that fails names the folder (and, for a damaged ``.safetensors`` file, the file); a hub id that fails
-says how to get the model onto an offline machine and which option takes it.
+says how to get the model onto an offline machine and which option takes it. When ``HF_HUB_OFFLINE`` is set or the
+hub cannot be reached (one connection attempt per process, ``HUB_PROBE_SECONDS``), a hub id is looked up in the
+local hub cache only (``local_files_only``), so an offline machine fails at once instead of after the hub client's
+retries.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
+import os
+import socket
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -17,6 +25,35 @@ from safetensors import SafetensorError, safe_open
 from harness.errors import HarnessError
 
 Loaded = TypeVar("Loaded")
+HUB_PROBE_SECONDS = 3.0
+_TRUE = ("1", "true", "yes", "on")
+log = logging.getLogger("harness.pretrained")
+
+
+def offline_options(source: str) -> dict[str, Any]:
+    """``{"local_files_only": True}`` for a hub id while the hub cannot be asked, else nothing."""
+    if Path(source).expanduser().exists() or hub_reachable():
+        return {}
+    return {"local_files_only": True}
+
+
+@functools.cache
+def hub_reachable() -> bool:
+    """False when ``HF_HUB_OFFLINE`` is set or a connection to the hub endpoint fails (logged once)."""
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in _TRUE:
+        log.info("HF_HUB_OFFLINE is set: models load from local folders and the hub cache only")
+        return False
+    if any(os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True  # only the proxy can tell; the hub client goes through it
+    endpoint = urllib.parse.urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        socket.create_connection((endpoint.hostname or "", port), timeout=HUB_PROBE_SECONDS).close()
+    except OSError as error:
+        log.warning("the Hugging Face hub (%s) cannot be reached (%s): models load from local folders and the hub "
+                    "cache only", endpoint.geturl(), error)
+        return False
+    return True
 
 
 def load_pretrained(loader: Callable[..., Loaded], source: str, option: str, **kwargs: Any) -> Loaded:
@@ -24,7 +61,7 @@ def load_pretrained(loader: Callable[..., Loaded], source: str, option: str, **k
     name = getattr(loader, "__qualname__", str(loader)).replace(".from_pretrained", "")
     folder = Path(source).expanduser()
     try:
-        return loader(source, **kwargs)
+        return loader(source, **{**offline_options(source), **kwargs})
     except (OSError, ValueError) as error:
         if folder.is_dir():
             raise HarnessError(f"cannot load {name} from directory {source}: {_first_line(error)}") from None

@@ -32,13 +32,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from harness.config import RunSpec
 from harness.devices import resolve_device
 from harness.errors import ConfigError, DataError, HarnessError
 from harness.executors import Executor, make_executor
 from harness.metrics import run_metrics
+from harness.progress import progress_bar
 from harness.protocols import DialogueSource, Retriever, RunContext, TurnFailure
 from harness.registry import REGISTRY, ComponentRecord
 from harness.sources import LiveSource, ReplaySource
@@ -232,7 +231,7 @@ def run_evaluation(
             else:
                 factory.use_prepared(retriever, source)
 
-            with tqdm(total=len(pending), desc=f"evaluating {spec.retriever}", unit="dialogue", disable=not spec.progress) as bar:
+            with progress_bar(len(pending), f"evaluating {spec.retriever}", "dialogue", spec.progress) as bar:
                 for records in executor.map(factory, batched(pending, spec.batch_size)):
                     store.append(records)
                     bar.update(len(records))
@@ -376,8 +375,8 @@ def _truncation_diagnostics(records: Sequence[RunRecord]) -> dict[str, int]:
     if prompts:
         diagnostics["image_prompts_truncated"] = int(sum(prompts))
     if diagnostics.get("queries_truncated"):
-        log.warning("%d of %d queries were cut at the text encoder's token limit", diagnostics["queries_truncated"],
-                    len(queries))
+        log.warning("%d of %d queries were cut at the text encoder's token limit (the manifest records the limit "
+                    "and the counts)", diagnostics["queries_truncated"], len(queries))
     if diagnostics.get("image_prompts_truncated"):
         log.warning("%d image prompts were cut at the diffusion pipeline's token limit; the images show only the "
                     "start of those prompts", diagnostics["image_prompts_truncated"])

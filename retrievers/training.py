@@ -30,10 +30,10 @@ from pathlib import Path
 from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 import torch
-from tqdm.auto import tqdm
 
 from harness.errors import ConfigError
 from harness.hashing import derive_seed
+from harness.progress import progress_bar
 
 log = logging.getLogger("harness.training")
 
@@ -193,8 +193,7 @@ def train_loop(
         if skip == 0:  # the epoch's dropout seed; a mid-epoch resume goes on from the RNG state in last/
             torch.manual_seed(derive_seed(settings.seed, f"{settings.seed_name}-dropout", epoch))
         batches = batches_for_epoch(len(examples), settings.batch_size, settings.seed, epoch, settings.seed_name)
-        with tqdm(total=len(batches), initial=skip, desc=f"epoch {epoch}/{settings.epochs}", unit="batch",
-                  disable=not progress) as bar:
+        with progress_bar(len(batches), f"epoch {epoch}/{settings.epochs}", "batch", progress, initial=skip) as bar:
             for done, batch in enumerate(batches[skip:], start=skip + 1):
                 losses.append(task.step(examples[batch]))
                 bar.update()

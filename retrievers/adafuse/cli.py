@@ -18,6 +18,7 @@ from pathlib import Path
 import click
 
 from harness.errors import HarnessError
+from harness.library_output import silence_library_progress
 
 
 @click.command("adafuse")
@@ -95,6 +96,8 @@ def adafuse(
     from retrievers.dual_encoders.retriever import build_dual_encoder
 
     progress = not quiet
+    if quiet:
+        silence_library_progress()
     try:
         resolved = resolve_device(device)
         settings = TrainSettings(

@@ -36,12 +36,13 @@ from typing import Any
 
 import torch
 from PIL import Image
-from tqdm.auto import tqdm
 
 from harness.errors import ConfigError, HarnessError
 from harness.file_digests import files_fingerprint
 from harness.hashing import derive_seed, stable_hash
 from harness.image_cache import ImageCache
+from harness.pretrained import offline_options
+from harness.progress import progress_bar
 
 log = logging.getLogger("harness.dar")
 FAMILIES = ("sd3", "sd21", "sdxl-turbo", "auto")
@@ -155,7 +156,7 @@ def pipeline_class_name(model: str) -> str:
     from diffusers import DiffusionPipeline
 
     try:
-        config = DiffusionPipeline.load_config(model)
+        config = DiffusionPipeline.load_config(model, **offline_options(model))
     except (OSError, ValueError) as error:
         raise _load_error(model, error) from None
     return str(config["_class_name"])
@@ -203,7 +204,8 @@ class DiffusionGenerator:
         absent = {name: None for name, value in self._model_index().items()
                   if not name.startswith("_") and isinstance(value, list) and value[0] is None}
         try:
-            pipeline = pipeline_class.from_pretrained(settings.model, dtype=DTYPES[self.dtype], **absent)
+            pipeline = pipeline_class.from_pretrained(settings.model, dtype=DTYPES[self.dtype], **absent,
+                                                      **offline_options(str(settings.model)))
         except (OSError, ValueError) as error:
             raise _load_error(settings.model, error) from None
         if settings.scheduler is not None:
@@ -234,7 +236,7 @@ class DiffusionGenerator:
                 from diffusers import DiffusionPipeline
 
                 try:
-                    self._directory = Path(DiffusionPipeline.download(model))
+                    self._directory = Path(DiffusionPipeline.download(model, **offline_options(model)))
                 except (OSError, ValueError) as error:
                     raise _load_error(model, error) from None
         return self._directory
@@ -296,7 +298,7 @@ class DiffusionGenerator:
         cut = [len(ids) > limit for ids in lengths]
         if any(cut) and not self._cut_logged:
             self._cut_logged = True
-            log.warning("image prompts longer than %d tokens (%s of %s) are cut to their first %d; the run manifest's "
+            log.debug("image prompts longer than %d tokens (%s of %s) are cut to their first %d; the run manifest's "
                         "diagnostics count them", limit, subfolder, self.settings.model, limit)
         return cut
 
@@ -326,7 +328,7 @@ class DiffusionGenerator:
         pipeline = self.load()
         size = self.settings.batch_size
         images: list[Image.Image] = []
-        with tqdm(total=len(prompts), desc="generating images", unit="img", disable=not self.progress) as bar:
+        with progress_bar(len(prompts), "generating images", "img", self.progress) as bar:
             for start in range(0, len(prompts), size):
                 batch_prompts = list(prompts[start:start + size])
                 batch_seeds = list(seeds[start:start + size])

@@ -136,7 +136,7 @@ class DualEncoder(ABC):
         cut = [len(ids) > self.max_text_tokens for ids in lengths]
         if any(cut) and not self._cut_logged:
             self._cut_logged = True
-            log.warning("queries longer than %d tokens are cut to their first %d (the run manifest's diagnostics "
+            log.debug("queries longer than %d tokens are cut to their first %d (the run manifest's diagnostics "
                         "count them; ChatIR's own cut is 200)", self.max_text_tokens, self.max_text_tokens)
         return cut
 

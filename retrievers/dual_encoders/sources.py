@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
-from tqdm.auto import tqdm
 
 from harness.atomic import atomic_writer
 from harness.errors import HarnessError
 from harness.pretrained import load_pretrained
+from harness.progress import progress_bar
 
 CHECKPOINT_SUFFIXES = (".pth", ".ckpt", ".pt", ".bin")
 SOURCE_KINDS = ("checkpoint", "directory", "url", "hub")
@@ -107,7 +107,7 @@ def _download(url: str, target: Path, progress: bool) -> None:
     # leaves a truncated checkpoint under the final name.
     with urllib.request.urlopen(url, timeout=60) as response, atomic_writer(target) as stream:
         total = int(response.headers.get("Content-Length") or 0) or None
-        with tqdm(total=total, unit="B", unit_scale=True, desc=f"downloading {target.name}", disable=not progress) as bar:
+        with progress_bar(total, f"downloading {target.name}", "B", progress, unit_scale=True) as bar:
             while chunk := response.read(1 << 20):
                 stream.write(chunk)
                 bar.update(len(chunk))

@@ -174,7 +174,7 @@ def test_a_token_limit_beyond_the_text_model_is_capped_and_cut_queries_are_flagg
     assert retriever.identity()["query"]["max_text_tokens"] == 77
     long = Dialogue("0", search_space.paths[0], ("a " * 200 + "dog",))
     short = Dialogue("1", search_space.paths[1], ("a dog",))
-    with caplog.at_level("WARNING", logger="harness.encoders"):
+    with caplog.at_level("DEBUG", logger="harness.encoders"):
         batch = retriever.rank([DialogueState.at_round(long, 0, 0), DialogueState.at_round(short, 0, 1)])
         retriever.rank([DialogueState.at_round(long, 0, 0)])
     assert batch.side_values[QUERY_TRUNCATED] == (1.0, 0.0)
