@@ -49,6 +49,14 @@ from harness.library_output import silence_library_progress
               help="Initial (or, with --fixed-temperature, fixed) InfoNCE temperature.")
 @click.option("--fixed-temperature", is_flag=True, help="Do not learn the temperature.")
 @click.option("--validation-fraction", default=0.1, show_default=True, type=float)
+@click.option("--select-on-benchmark", "selection_dialogues", type=click.Path(path_type=Path, dir_okay=False,
+              exists=True), help="Choose the best epoch on this benchmark (its reformulated dialogues: round-10 "
+              "Hits@10 over --select-search-space), as the ADaFuSE authors did; warned, since the benchmark's figures "
+              "of that model are then not held-out. Needs --select-images and --select-search-space.")
+@click.option("--select-images", "selection_images", type=click.Path(path_type=Path, file_okay=False, exists=True),
+              help="Generated images of the --select-on-benchmark dialogues (either layout of --train-images).")
+@click.option("--select-search-space", "selection_space", type=click.Path(path_type=Path, dir_okay=False,
+              exists=True), help="The search space --select-on-benchmark ranks (under --image-root).")
 @click.option("--rounds", default=None, type=click.IntRange(min=0), help="Use rounds 0..N of each dialogue only.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--checkpoint-every", default=0, show_default=True, type=click.IntRange(min=0),
@@ -79,6 +87,9 @@ def adafuse(
     temperature: float,
     fixed_temperature: bool,
     validation_fraction: float,
+    selection_dialogues: Path | None,
+    selection_images: Path | None,
+    selection_space: Path | None,
     rounds: int | None,
     seed: int,
     checkpoint_every: int,
@@ -90,11 +101,15 @@ def adafuse(
     """Train ADaFuSE fusion over a base encoder: symmetric InfoNCE, best checkpoint on a validation split."""
     from harness.config import default_cache_dir
     from harness.devices import resolve_device
+    from harness.registry import REGISTRY
     from retrievers.adafuse.data import embed_training_set, load_training_set
     from retrievers.adafuse.train import TrainSettings, train_adafuse
     from retrievers.dual_encoders.loading import load_encoder
     from retrievers.dual_encoders.retriever import build_dual_encoder
 
+    selection_options = (selection_dialogues, selection_images, selection_space)
+    if any(selection_options) and not all(selection_options):
+        raise click.UsageError("--select-on-benchmark, --select-images and --select-search-space go together")
     progress = not quiet
     if quiet:
         silence_library_progress()
@@ -104,7 +119,7 @@ def adafuse(
             mode=mode, lr_fusion=lr_fusion, lr_encoder=lr_encoder, epochs=epochs, batch_size=batch_size,
             weight_decay=weight_decay, warmup_epochs=warmup_epochs, temperature=temperature,
             learn_temperature=not fixed_temperature, seed=seed, validation_fraction=validation_fraction,
-            device=resolved,
+            selection="benchmark" if selection_dialogues else "validation", device=resolved,
         )
         examples = load_training_set(train_dialogues, train_images, image_root, rounds)
         retriever = build_dual_encoder(base, model=base_model, tokenizer=tokenizer, max_text_tokens=max_text_tokens)
@@ -113,7 +128,16 @@ def adafuse(
         click.echo(f"{len(examples.items)} training examples, {len(examples.targets)} targets "
                    f"({examples.layout} image layout); base {base} on {resolved}, {mode} mode")
         data = embed_training_set(examples, encoder, cache, embed_batch_size, progress)
-        summary = train_adafuse(settings, data, encoder, out_dir, progress=progress, checkpoint_every=checkpoint_every)
+        selection = None
+        if selection_dialogues is not None:
+            assert selection_images is not None and selection_space is not None
+            benchmark, _ = REGISTRY.build("benchmark", "chatir-file", dialogues=selection_dialogues,
+                                          search_space=selection_space, image_root=image_root, expected_turns=None)
+            last_rounds = load_training_set(selection_dialogues, selection_images, image_root, only_last=True)
+            selection = embed_training_set(last_rounds, encoder, cache, embed_batch_size, progress,
+                                           search_space=benchmark.search_space.paths)
+        summary = train_adafuse(settings, data, encoder, out_dir, progress=progress, checkpoint_every=checkpoint_every,
+                                selection=selection)
     except HarnessError as error:
         raise click.ClickException(str(error)) from None
     if summary.resumed_from_epoch is not None and summary.resumed_from_epoch > epochs:

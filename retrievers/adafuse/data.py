@@ -66,10 +66,10 @@ class TrainingSet:
 
 
 def load_training_set(
-    dialogues_file: Path, images_dir: Path, image_root: Path, rounds: int | None = None
+    dialogues_file: Path, images_dir: Path, image_root: Path, rounds: int | None = None, only_last: bool = False
 ) -> TrainingSet:
-    """Every (dialogue, round) of ``dialogues_file`` (rounds 0..``rounds`` when given), with its generated image
-    and target checked to exist."""
+    """Every (dialogue, round) of ``dialogues_file`` (rounds 0..``rounds`` when given; only the last of them with
+    ``only_last``), with its generated image and target checked to exist."""
     dialogues = read_chatir_dialogues(dialogues_file, expected_turns=None)
     if not dialogues:
         raise DataError(dialogues_file, "holds no dialogues")
@@ -83,7 +83,7 @@ def load_training_set(
             raise DataError(dialogues_file, f"target image {target} does not exist", record=int(dialogue.dialogue_id),
                             field="img")
         last = len(dialogue.turns) if rounds is None else min(len(dialogue.turns), rounds + 1)
-        for round_ in range(last):
+        for round_ in range(last - 1 if only_last else 0, last):
             generated = generated_image_path(images_dir, layout, dialogue.dialogue_id, round_)
             items.append(TrainingItem(dialogue.dialogue_id, round_, dialogue.turns[round_], generated, dialogue.target))
     return TrainingSet(tuple(items), dialogues_file, images_dir, image_root, layout)
@@ -163,13 +163,22 @@ def _listing(paths: Sequence[Path]) -> str:
 
 
 def embed_training_set(
-    training_set: TrainingSet, encoder: DualEncoder, cache_dir: Path, batch_size: int = 64, progress: bool = True
+    training_set: TrainingSet, encoder: DualEncoder, cache_dir: Path, batch_size: int = 64, progress: bool = True,
+    search_space: Sequence[str] | None = None,
 ) -> EmbeddedData:
-    """Embed captions, generated images and targets with the frozen ``encoder`` (cached; see the module doc)."""
+    """Embed captions, generated images and targets with the frozen ``encoder`` (cached; see the module doc).
+    With ``search_space`` (image paths under the image root) the targets are every image of it, in its order, and
+    each item's target must be one of them: how a benchmark is ranked when the best epoch is chosen on it."""
     cache = EmbeddingCache(cache_dir)
     items = training_set.items
     captions = [item.caption for item in items]
-    targets = training_set.targets
+    targets = training_set.targets if search_space is None else tuple(search_space)
+    if search_space is not None:
+        members = set(targets)
+        absent = next((item for item in items if item.target not in members), None)
+        if absent is not None:
+            raise DataError(training_set.dialogues_file, f"target {absent.target!r} is not in the search space",
+                            record=int(absent.dialogue_id), field="img")
     target_paths = [training_set.image_root / target for target in targets]
     generated_paths = [item.generated for item in items]
 
@@ -191,7 +200,8 @@ def embed_training_set(
     image = cache.load_or_build(keys["image"], len(items), images_from(generated_paths), batch_size,
                                 "embedding generated images", progress)
     target_matrix = cache.load_or_build(keys["target"], len(targets), images_from(target_paths), batch_size,
-                                        "embedding target images", progress)
+                                        "embedding target images" if search_space is None else
+                                        "embedding the search space", progress)
     positions = {target: index for index, target in enumerate(targets)}
     return EmbeddedData(
         torch.from_numpy(text), torch.from_numpy(image), torch.from_numpy(target_matrix),

@@ -204,3 +204,20 @@ def test_end_to_end_training_interrupted_mid_epoch_resumes_bit_identical(synthet
     assert "after epoch 1 and 1 batches of epoch 2" in resumed.output
     for name in ("model.safetensors", "text_encoder.safetensors"):
         assert sha256_file(interrupted_out / "last" / name) == sha256_file(straight_out / "last" / name), name
+
+
+def test_train_cli_can_choose_on_the_benchmark_when_asked_by_name(synthetic, generated, tiny_blip, tmp_path, caplog):
+    selection = ["--select-on-benchmark", str(synthetic.dialogue_file), "--select-images", str(generated[0]),
+                 "--select-search-space", str(synthetic.search_space_file)]
+    with caplog.at_level(logging.WARNING, logger="harness.adafuse"):
+        result = CliRunner().invoke(main, train_args(synthetic, generated[1], tiny_blip, tmp_path / "run",
+                                                     tmp_path / "cache", *selection), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "chosen on the benchmark" in result.output and "not held-out" in result.output
+    assert any("chosen on the benchmark itself" in record.getMessage() for record in caplog.records)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["selection"] == "benchmark"
+    assert all(record["benchmark_hits"] is not None for record in summary["history"])
+    alone = CliRunner().invoke(main, train_args(synthetic, generated[1], tiny_blip, tmp_path / "other",
+                                                tmp_path / "cache", *selection[:2]))
+    assert alone.exit_code == 2 and "go together" in alone.output

@@ -183,3 +183,27 @@ def test_the_validation_pool_is_every_target_unless_asked_otherwise():
     assert pool_ranks(data, indices, -queries, pool="validation-targets").tolist() == [1, 1, 1, 1]
     with pytest.raises(ConfigError, match="validation_pool must be one of"):
         TrainSettings(validation_pool="benchmark")
+
+
+def test_selection_on_the_benchmark_is_named_warned_and_picks_by_the_benchmark(tmp_path, one_thread, caplog):
+    data, _ = synthetic(dialogues=40, rounds=3)
+    benchmark, _ = synthetic(dialogues=60, rounds=1, seed=7)  # its round-10 examples over its whole search space
+    settings = TrainSettings(epochs=4, batch_size=16, lr_fusion=3e-3, warmup_epochs=0, seed=2, selection="benchmark")
+    with caplog.at_level("WARNING", logger="harness.adafuse"):
+        summary = train_adafuse(settings, data, None, tmp_path / "run", progress=False, selection=benchmark)
+    assert any("chosen on the benchmark itself" in record.getMessage() and "not held-out" in record.getMessage()
+               for record in caplog.records)
+    history = summary.history
+    assert all(record.benchmark_hits is not None for record in history)  # measured every epoch
+    best = max(history, key=lambda record: record.benchmark_hits)
+    assert history[summary.best_epoch - 1].benchmark_hits == best.benchmark_hits
+    assert "chosen on the benchmark" in summary.describe()
+    assert summary.to_dict()["selection"] == "benchmark"
+
+    with pytest.raises(ConfigError, match="needs the benchmark's selection data"):
+        train_adafuse(settings, data, None, tmp_path / "other", progress=False)
+    with pytest.raises(ConfigError, match="only it takes them"):
+        train_adafuse(TrainSettings(epochs=1, warmup_epochs=0), data, None, tmp_path / "third", progress=False, selection=benchmark)
+    with pytest.raises(ConfigError):  # resuming the run with the default selection is another run
+        train_adafuse(TrainSettings(epochs=4, batch_size=16, lr_fusion=3e-3, warmup_epochs=0, seed=2), data, None,
+                      tmp_path / "run", progress=False)
