@@ -20,7 +20,7 @@ import click
 
 from benchmarks.fetch import fetch_chatir
 from benchmarks.known import KNOWN_BENCHMARKS, RAW_BASE_URL, SEARCH_SPACE, UPSTREAM
-from benchmarks.validate import validate_benchmarks
+from benchmarks.validate import resolve_benchmarks, validate_benchmarks
 from harness.errors import HarnessError
 
 
@@ -87,6 +87,10 @@ def fetch_chatir_command(to: Path, base_url: str, timeout: float) -> None:
 def validate(benchmarks: tuple[str, ...], data_dir: Path | None, search_space: Path | None, image_root: Path | None,
              no_decode: bool, live_answerer: bool, quiet: bool) -> None:
     """Check benchmark files (exit status 1 when there are errors; warnings report quirks, info what was checked)."""
+    try:
+        resolve_benchmarks(benchmarks, data_dir)  # a name or path that is neither is a usage error (status 2)
+    except HarnessError as error:
+        raise click.UsageError(str(error)) from None
     report = validate_benchmarks(benchmarks, data_dir=data_dir, search_space=search_space, image_root=image_root,
                                  decode=not no_decode, live_answerer=live_answerer, progress=not quiet)
     click.echo(report.render())

@@ -126,6 +126,39 @@ def _alive(pid: int) -> bool:
     return True
 
 
+class _WriteErrors:
+    """A stream that remembers the OSError its ``write`` raised: torch.save reports a failed write as a RuntimeError
+    without it."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self.stream = stream
+        self.error: OSError | None = None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self.stream.write(data)
+        except OSError as error:
+            self.error = error
+            raise
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+def atomic_torch_save(value: Any, path: Path) -> None:
+    """``torch.save(value)`` to ``path`` through ``atomic_writer``, a failed write named as any other."""
+    import torch
+
+    with atomic_writer(path) as stream:
+        recorder = _WriteErrors(stream)
+        try:
+            torch.save(value, recorder)  # type: ignore[arg-type] - torch needs write() and flush() only
+        except RuntimeError:
+            if recorder.error is not None:
+                raise recorder.error from None
+            raise
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     with atomic_writer(path) as stream:
         stream.write(data)

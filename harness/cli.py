@@ -61,7 +61,7 @@ class HarnessGroup(LazyGroup):
         "bench": "harness.bench.cli:bench",
     },
 )
-@click.option("-v", "--verbose", is_flag=True, help="Log debug messages, and the model libraries' warnings and info.")
+@click.option("-v", "--verbose", is_flag=True, help="Log debug messages, and the model libraries' warnings.")
 @click.pass_context
 def main(ctx: click.Context, verbose: bool) -> None:
     """Evaluate interactive text-to-image retrieval with replayed or simulated dialogues."""

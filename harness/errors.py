@@ -53,5 +53,5 @@ def _storage_error(path: Path | str, error: OSError) -> StorageError | None:
     if reason is None:
         return None
     return StorageError(f"cannot write {path}: {reason} ({errno.errorcode[error.errno or 0]}). Everything stored "
-                        "before is complete and kept: make room (or raise the limit) and run the same command again; "
-                        "the run resumes where it stopped")
+                        "before is complete and kept: make room (or raise the limit) and run the same command again "
+                        "(a run or a training resumes where it stopped)")

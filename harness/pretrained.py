@@ -50,8 +50,9 @@ def hub_reachable() -> bool:
     try:
         socket.create_connection((endpoint.hostname or "", port), timeout=HUB_PROBE_SECONDS).close()
     except OSError as error:
-        log.warning("the Hugging Face hub (%s) cannot be reached (%s): models load from local folders and the hub "
-                    "cache only", endpoint.geturl(), error)
+        # Host and port only: an endpoint URL may carry credentials.
+        log.warning("the Hugging Face hub (%s:%d) cannot be reached (%s): models load from local folders and the hub "
+                    "cache only", endpoint.hostname, port, error)
         return False
     return True
 

@@ -24,7 +24,7 @@ from tqdm import tqdm
 PLAIN_INTERVAL = 30.0  # seconds between the plain lines of a bar on a stream that is no terminal
 _CONTROL = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _lock = threading.Lock()
-_open_bars = 0
+_taken: set[int] = set()  # terminal lines held by open bars
 
 
 class PlainLines:
@@ -45,12 +45,13 @@ class PlainLines:
 @contextmanager
 def progress_bar(total: int | None, desc: str, unit: str = "it", enabled: bool = True,
                  **options: Any) -> Iterator[tqdm]:
-    """A tqdm bar on stderr, nested under the bars already open (``options`` go to tqdm: ``initial``, ...)."""
-    global _open_bars
+    """A tqdm bar on stderr, on the first terminal line no open bar holds (``options`` go to tqdm: ``initial``,
+    ...); bars may close in any order."""
     stream = sys.stderr
     with _lock:
-        position = _open_bars
-        _open_bars += enabled
+        position = min(set(range(len(_taken) + 1)) - _taken)
+        if enabled:
+            _taken.add(position)
     try:
         if stream.isatty():
             bar = tqdm(total=total, desc=desc, unit=unit, disable=not enabled, file=stream, position=position,
@@ -61,5 +62,6 @@ def progress_bar(total: int | None, desc: str, unit: str = "it", enabled: bool =
         with bar:
             yield bar
     finally:
-        with _lock:
-            _open_bars -= enabled
+        if enabled:
+            with _lock:
+                _taken.discard(position)

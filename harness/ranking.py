@@ -83,11 +83,16 @@ def rank_targets(
     images = images.to(torch.float32)
     queries = queries.to(device=images.device, dtype=torch.float32)
     ranking = Ranking((), (), ())
-    chunk_size = max(1, min(chunk_size, SCORE_BUDGET // max(1, images.shape[0])))
+    chunk_size = capped_chunk(images.shape[0], chunk_size)
     for start in range(0, queries.shape[0], chunk_size):
         scores = queries[start : start + chunk_size] @ images.T
         ranking += ranks_from_scores(scores, target_indices[start : start + chunk_size])
     return ranking
+
+
+def capped_chunk(images: int, chunk_size: int = DEFAULT_CHUNK) -> int:
+    """Queries per score product over ``images`` images: ``chunk_size``, fewer when that would pass SCORE_BUDGET."""
+    return max(1, min(chunk_size, SCORE_BUDGET // max(1, images)))
 
 
 def argsort_ranks(

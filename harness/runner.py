@@ -185,7 +185,6 @@ def run_evaluation(
     load_plugins(spec.plugins)
     benchmark = load_benchmark(spec)
     dialogues = list(benchmark.dialogues[: spec.limit] if spec.limit else benchmark.dialogues)
-    _warn_if_joining_captions(spec, str(benchmark.paths.get("dialogues", benchmark.name)), dialogues)
     search_space = benchmark.search_space
     target_positions = {dialogue.dialogue_id: search_space.position(dialogue.target) for dialogue in dialogues}
 
@@ -195,6 +194,9 @@ def run_evaluation(
         executor = make_executor(spec.executor, spec.ray_address, spec.workers, spec.gpus_per_worker,
                                  device=spec.device)
     retriever, retriever_record = REGISTRY.build("retriever", spec.retriever, **dict(spec.retriever_args))
+    # A retriever with a query mode of its own (DAR, ADaFuSE) reads its captions so and ignores --query-mode.
+    if getattr(retriever, "query_mode", None) is None:
+        _warn_if_joining_captions(spec, str(benchmark.paths.get("dialogues", benchmark.name)), dialogues)
     bot_records: list[ComponentRecord] = []
     given_source = source
     if source is None:

@@ -31,6 +31,7 @@ from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 import torch
 
+from harness.atomic import atomic_torch_save
 from harness.errors import ConfigError
 from harness.hashing import derive_seed
 from harness.progress import progress_bar
@@ -180,9 +181,10 @@ def train_loop(
         # continues from ``at``, and the shuffled order of the epoch is rebuilt from (seed, epoch).
         def write(path: Path) -> None:
             task.write_checkpoint(path, at.epochs, at.batches, history)
-            torch.save({"epoch": at.epochs, "batches_done": at.batches, "epoch_losses": list(at.losses),
-                        **identity, "trainer": task.state_dict(), "history": [tuple(record) for record in history],
-                        "best_score": best_score, "best_epoch": best_epoch}, path / STATE_FILE)
+            atomic_torch_save({"epoch": at.epochs, "batches_done": at.batches, "epoch_losses": list(at.losses),
+                               **identity, "trainer": task.state_dict(),
+                               "history": [tuple(record) for record in history], "best_score": best_score,
+                               "best_epoch": best_epoch}, path / STATE_FILE)
 
         _replace_dir(out_dir, "last", write)
         if on_checkpoint is not None:

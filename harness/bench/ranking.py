@@ -16,7 +16,7 @@ import torch
 
 from harness.bench.timing import mean_seconds
 from harness.devices import resolve_device
-from harness.ranking import DEFAULT_CHUNK, argsort_from_scores, argsort_ranks, rank_targets, ranks_from_scores
+from harness.ranking import argsort_from_scores, argsort_ranks, capped_chunk, rank_targets, ranks_from_scores
 
 
 @click.command("ranking")
@@ -35,7 +35,7 @@ def ranking(queries: int, images: int, dim: int, device: str, repeats: int, seed
     targets = torch.randint(images, (queries,), generator=generator).tolist()
     # The ranking step alone is timed on one chunk of queries and scaled to the round: a whole round's score
     # matrix (queries x images floats) does not fit in memory for large search spaces.
-    chunk = min(DEFAULT_CHUNK, queries)
+    chunk = min(capped_chunk(images), queries)  # the chunk a run over this search space uses
     scores = query_matrix[:chunk] @ image_matrix.T
     scale = queries / chunk
 

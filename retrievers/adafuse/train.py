@@ -260,7 +260,7 @@ class Trainer:
     def text_embeddings(self, indices: torch.Tensor, grad: bool, data: EmbeddedData | None = None) -> torch.Tensor:
         """Cached text embeddings (frozen), or the captions re-encoded by the current text side (end-to-end), of
         examples ``indices`` of ``data`` (the training data by default)."""
-        data = data or self.data
+        data = self.data if data is None else data
         if not self.end_to_end:
             return data.text[indices].to(self.device)
         assert self.encoder is not None and data.captions is not None
@@ -276,7 +276,7 @@ class Trainer:
     def fuse(
         self, indices: torch.Tensor, grad: bool = True, data: EmbeddedData | None = None
     ) -> tuple[torch.Tensor, FusionOutput]:
-        data = data or self.data
+        data = self.data if data is None else data
         text = self.text_embeddings(indices, grad, data)
         with torch.set_grad_enabled(grad):
             return text, self.model(text, data.image[indices].to(self.device))
@@ -307,7 +307,7 @@ class Trainer:
         training data by default; benchmark selection data ranks all its targets, the whole search space)."""
         self.train_mode(False)
         pool_rule = self.settings.validation_pool if data is None else "all-targets"
-        data = data or self.data
+        data = self.data if data is None else data
         pool_ids = _pool_ids(data, indices, pool_rule)
         pool = data.targets[pool_ids].to(self.device)
         hits = text_hits = 0

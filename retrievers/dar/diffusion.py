@@ -97,7 +97,7 @@ class DiffusionSettings:
     max_sequence_length: int | None = None
 
     def __post_init__(self) -> None:
-        if self.family not in FAMILIES:
+        if self.family not in (*FAMILIES, "other"):  # "other": what "auto" resolves an unlisted pipeline class to
             raise ConfigError(f"unknown diffusion family {self.family!r}; use one of {', '.join(FAMILIES)}")
         if self.dtype != "auto" and self.dtype not in DTYPES:
             raise ConfigError(f"unknown dtype {self.dtype!r}; use auto, {', '.join(DTYPES)}")
@@ -278,21 +278,22 @@ class DiffusionGenerator:
         return {name: value for name, value in self.identity().items() if name not in _NOT_IN_KEY}
 
     def settings_record(self) -> dict[str, Any]:
-        """The resolved settings as JSON-ready data, batch size included, for the run manifest."""
-        return asdict(self.settings)
+        """The resolved settings as JSON-ready data, batch size included, for the run manifest (an unset
+        ``max_sequence_length`` is left out, so runs from before the setting resume)."""
+        record = asdict(self.settings)
+        if record["max_sequence_length"] is None:
+            del record["max_sequence_length"]
+        return record
 
     # Prompt length ------------------------------------------------------------------------------------------------
 
-    def prompt_limit(self) -> tuple[str, int]:
-        """The tokenizer subfolder and token count that bound what of a prompt reaches the image: SD3's T5 (the
-        long-prompt encoder; ``max_sequence_length`` tokens) where the pipeline has one, else the first CLIP
-        tokenizer's 77."""
-        subfolder, _, limit = self._limit_tokenizer()
-        return subfolder, limit
-
-    def truncated(self, prompts: Sequence[str]) -> list[bool]:
-        """Which ``prompts`` are longer than ``prompt_limit``, so that the image is drawn from their start only; the
-        first cut is logged once (a DAR run's manifest counts them all). Needs the tokenizer files only."""
+    def truncated(self, prompts: Sequence[str]) -> list[bool] | None:
+        """Which ``prompts`` are longer than the pipeline's text encoder reads, so that the image is drawn from their
+        start only: SD3's T5 (the long-prompt encoder; ``max_sequence_length`` tokens) where it has one, else the
+        first CLIP tokenizer's 77. None for a pipeline of another family, whose limit is not known here. The first
+        cut is logged once (a DAR run's manifest counts them all). Needs the tokenizer files only."""
+        if self.settings.family not in FAMILY_DEFAULTS:
+            return None
         subfolder, tokenizer, limit = self._limit_tokenizer()
         lengths = tokenizer(list(prompts), truncation=False)["input_ids"]
         cut = [len(ids) > limit for ids in lengths]

@@ -28,7 +28,7 @@ def test_validate_with_errors_exits_one(chatir_dir: Path, tmp_path: Path) -> Non
 
 def test_validate_rejects_unknown_benchmark(chatir_dir: Path) -> None:
     result = CliRunner().invoke(data, ["validate", "--data-dir", str(chatir_dir), "--benchmark", "flan"])
-    assert result.exit_code == 1 and "'flan' is neither a published name" in result.output
+    assert result.exit_code == 2 and "'flan' is neither a published name" in result.output
 
 
 def test_fetch_offline_is_a_clean_error(tmp_path: Path) -> None:

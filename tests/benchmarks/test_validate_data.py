@@ -199,6 +199,13 @@ def test_as_published_only_when_the_sha256_is_the_published_one(chatir_dir: Path
     message = report.find("records", "Human_BLIP2.json")[0].message
     assert "as published" not in message and "whose content differs" in message
 
+    # Another published file under this name: its digest is a published one, but not this name's.
+    (changed / "dialogues/Human_BLIP2.json").write_bytes(
+        (chatir_dir / "dialogues/VisDial_v1.0_queries_val.json").read_bytes())
+    report = validate_benchmarks(["human-blip2"], data_dir=changed)
+    assert report.find("sha256-mismatch")
+    assert "as published" not in report.find("records", "Human_BLIP2.json")[0].message
+
 
 def unanswered_like(tmp_path: Path) -> Path:
     """A file shaped like ChatIR's Unanswered_ChatGPT_BLIP2.json: some rounds hold a statement instead of a question."""
@@ -244,7 +251,7 @@ def test_a_reformulated_caption_file_is_recognised_and_not_counted_as_repeating_
     assert "repeated questions" not in report.find("checked")[0].message
 
 
-def write_images(root: Path) -> dict[str, bytes]:
+def write_images(root: Path) -> None:
     import io
 
     from PIL import Image
@@ -260,7 +267,6 @@ def write_images(root: Path) -> dict[str, bytes]:
     (root / "text.png").write_text("not an image at all")
     (root / "truncated.png").write_bytes(good[: len(good) // 2])
     write_png_claiming(root / "bomb.png", 15_000, 15_000)
-    return {"good": good}
 
 
 def test_images_are_decoded_by_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

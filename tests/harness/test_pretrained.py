@@ -32,7 +32,8 @@ def closed_port() -> int:
         return probe.getsockname()[1]
 
 
-def test_with_hf_hub_offline_a_hub_id_is_looked_up_locally_only(tmp_path: Path, fresh_probe) -> None:
+def test_with_hf_hub_offline_a_hub_id_is_looked_up_locally_only(tmp_path: Path, fresh_probe, monkeypatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     calls: list[tuple[str, dict]] = []
 
     def loader(source: str, **kwargs):

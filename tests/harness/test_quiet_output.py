@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,7 +32,7 @@ def tiny_sd21(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def restored_library_logging():
+def restored_library_logging() -> Iterator[None]:
     import transformers.utils.logging as library_logging
 
     with warnings.catch_warnings():
@@ -105,3 +106,15 @@ def test_bars_on_a_stream_that_is_no_terminal_write_plain_lines(monkeypatch):
     assert all(line.startswith(("evaluating", "generating images")) for line in lines)
     assert lines[-1].startswith("evaluating: 100%") and "3/3" in lines[-1]
     assert len(lines) <= 2 + 3 * 2  # opening and closing lines only, far below one per update
+
+
+def test_bars_closing_out_of_order_never_share_a_line(monkeypatch):
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    with progress_bar(1, "a") as a:
+        b_context = progress_bar(1, "b")
+        b = b_context.__enter__()
+        with progress_bar(1, "c") as c:
+            b_context.__exit__(None, None, None)
+            with progress_bar(1, "d") as d:
+                assert sorted(abs(bar.pos) for bar in (a, c, d)) == [0, 1, 2]  # d takes b's freed line
+                assert abs(d.pos) == abs(b.pos) == 1

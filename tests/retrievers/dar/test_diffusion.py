@@ -199,14 +199,18 @@ def test_unloadable_sources_give_actionable_errors(tmp_path: Path) -> None:
         DiffusionGenerator(DiffusionSettings(model="nobody/no-such-pipeline", family="sd3")).load()
 
 
-def test_prompt_limit_is_the_long_prompt_encoder_where_the_pipeline_has_one(
+def test_the_prompt_limit_is_the_long_prompt_encoder_where_the_pipeline_has_one(
     tmp_path: Path, tiny_pipelines: dict[str, Path]
 ) -> None:
-    assert _generator(tiny_pipelines["sd21"]).prompt_limit() == ("tokenizer", 77)
-    assert _generator(tiny_pipelines["sdxl-turbo"]).prompt_limit() == ("tokenizer", 77)
-    assert _generator(tiny_pipelines["sd3"]).prompt_limit() == ("tokenizer_3", 256)
-    assert _generator(tiny_pipelines["sd3"], max_sequence_length=400).prompt_limit() == ("tokenizer_3", 400)
-    assert _generator(write_tiny_sd3(tmp_path / "no-t5", with_t5=False)).prompt_limit() == ("tokenizer", 77)
+    prompts = ["a red dog", "a red dog " * 40, "a red dog " * 120]  # 3, 120 and 360 words
+    assert _generator(tiny_pipelines["sdxl-turbo"]).truncated(prompts) == [False, True, True]  # CLIP's 77
+    assert _generator(tiny_pipelines["sd3"]).truncated(prompts) == [False, False, True]  # T5's 256
+    assert _generator(write_tiny_sd3(tmp_path / "no-t5", with_t5=False)).truncated(prompts) == [False, True, True]
+    other = tmp_path / "other"
+    shutil.copytree(tiny_pipelines["sd21"], other)
+    index = json.loads((other / "model_index.json").read_text())
+    (other / "model_index.json").write_text(json.dumps({**index, "_class_name": "StableDiffusionImg2ImgPipeline"}))
+    assert _generator(other).truncated(prompts) is None  # a family whose limit is not known: no count at all
 
 
 def test_truncated_prompts_are_counted_against_that_limit(tiny_pipelines: dict[str, Path], caplog) -> None:
@@ -216,7 +220,6 @@ def test_truncated_prompts_are_counted_against_that_limit(tiny_pipelines: dict[s
         assert sd21.truncated(prompts) == [False, True, True]
         sd21.truncated(prompts)
     assert len([record for record in caplog.records if "image prompts longer than 77" in record.message]) == 1
-    assert _generator(tiny_pipelines["sd3"]).truncated(prompts) == [False, False, True]
     assert _generator(tiny_pipelines["sd3"], max_sequence_length=512).truncated(prompts) == [False, False, False]
     assert sd21.pipeline is None  # tokenizer files only
 
@@ -225,6 +228,7 @@ def test_max_sequence_length_reaches_sd3_and_its_identity_only(tiny_pipelines: d
     default = _generator(tiny_pipelines["sd3"])
     longer = _generator(tiny_pipelines["sd3"], max_sequence_length=300)
     assert "max_sequence_length" not in default.identity()  # default SD3 images keep their keys
+    assert "max_sequence_length" not in default.settings_record()  # and runs from before the setting resume
     assert longer.identity()["max_sequence_length"] == 300
     assert longer.requests(["a dog"])[0].key != default.requests(["a dog"])[0].key
     long_prompt = ["a red dog " * 100]  # 300 words: T5 reads more of it at 300 tokens than at 256
