@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -120,3 +121,18 @@ def export(run: Path, out: Path, skip_failed: bool) -> None:
     click.echo(f"wrote {summary.exported} dialogues to {summary.path}")
     if summary.skipped_failed:
         click.echo(f"left out {len(summary.skipped_failed)} failed dialogues: {', '.join(summary.skipped_failed[:10])}")
+
+
+@dialogues.command("stats")
+@click.argument("sources", nargs=-1, required=True, type=click.Path(path_type=Path, exists=True))
+@click.option("--json", "as_json", is_flag=True, help="Print the measures as JSON (source -> measure -> value).")
+@_user_errors
+def stats(sources: tuple[Path, ...], as_json: bool) -> None:
+    """Dialogue-quality measures of ChatIR-format files and run directories, side by side (rules printed below)."""
+    from benchmarks.stats import format_stats, measure_sources
+
+    measured = measure_sources(sources)
+    if as_json:
+        click.echo(json.dumps({item.label: item.measures for item in measured}, indent=1))
+    else:
+        click.echo(format_stats(measured))

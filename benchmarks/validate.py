@@ -23,7 +23,8 @@ from pathlib import Path
 
 from benchmarks.chatir import duplicates, parse_search_path
 from benchmarks.known import KNOWN_BENCHMARKS, KNOWN_FILES, SEARCH_SPACE, KnownFile
-from benchmarks.quirks import (
+from harness.dialogue_files import CHATIR_TURNS, RecordError, parse_dialogue, read_json, require_list
+from harness.dialogue_quality import (
     EXAMPLES,
     QuirkCount,
     count_empty_turns,
@@ -32,13 +33,13 @@ from benchmarks.quirks import (
     count_question_free_rounds,
     count_repeated_question_dialogues,
     count_rotated_dialogues,
+    looks_reformulated,
+    question_free_share,
 )
-from harness.dialogue_files import CHATIR_TURNS, RecordError, parse_dialogue, read_json, require_list
 from harness.errors import DataError, HarnessError
 from harness.hashing import sha256_file
 from harness.images import LARGE_PIXELS, ImageCheck, check_image
 from harness.progress import progress_bar
-from harness.turns import looks_reformulated, question_free_share
 from harness.types import Dialogue
 
 LEVELS = ("error", "warning", "info")

@@ -34,6 +34,7 @@ from typing import Any
 
 from harness.config import RunSpec
 from harness.devices import resolve_device
+from harness.dialogue_quality import looks_reformulated, question_free_share
 from harness.errors import ConfigError, DataError, HarnessError
 from harness.executors import Executor, make_executor
 from harness.metrics import run_metrics
@@ -42,7 +43,6 @@ from harness.protocols import DialogueSource, Retriever, RunContext, TurnFailure
 from harness.registry import REGISTRY, ComponentRecord
 from harness.sources import LiveSource, ReplaySource
 from harness.store import RunStore, describe_differences
-from harness.turns import looks_reformulated, question_free_share
 from harness.types import PROMPTS_TRUNCATED, QUERY_TRUNCATED, Benchmark, Dialogue, DialogueState, RunRecord, batched
 
 log = logging.getLogger(__name__)

@@ -16,10 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from harness.types import Dialogue
-
-REFORMULATED_SHARE = 0.9  # rounds without a "?" from which a file is taken for reformulated captions
-
 
 def split_turn(turn: str) -> tuple[str, str]:
     question, mark, answer = turn.rpartition("?")
@@ -44,14 +40,3 @@ def format_dialogue(turns: Sequence[str]) -> str:
         lines.append(f"Q: {question} A: {answer}")
     return "\n".join(lines) if lines else "(no questions asked yet)"
 
-
-def question_free_share(dialogues: Sequence[Dialogue]) -> float:
-    """The share of rounds after the caption that hold no "?" (0.0 for a file without rounds)."""
-    rounds = [turn for dialogue in dialogues for turn in dialogue.turns[1:]]
-    return sum("?" not in turn for turn in rounds) / len(rounds) if rounds else 0.0
-
-
-def looks_reformulated(dialogues: Sequence[Dialogue]) -> bool:
-    """True when nearly every round holds no "?": a reformulated-caption file (each entry a full caption, as PlugIR
-    and DAR release them), which is queried entry by entry (``--query-mode entry``), not joined."""
-    return question_free_share(dialogues) >= REFORMULATED_SHARE

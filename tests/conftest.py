@@ -48,9 +48,10 @@ def isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
 
 
 @pytest.fixture(scope="session")
-def shared_data() -> Path:
+def chatir_dir() -> Path:
+    """The published ChatIR files (upstream layout); the test is skipped where the shared folder is absent."""
     if not (SHARED_DATA / "dialogues").is_dir():
-        pytest.skip(f"the shared ChatIR data is not at {SHARED_DATA}")
+        pytest.skip(f"the ChatIR data folder {SHARED_DATA} is absent (it is a sibling of the repository root)")
     return SHARED_DATA
 
 

@@ -122,3 +122,25 @@ def test_an_image_answerer_without_image_root_fails_before_loading_anything(smal
     assert code == 2
     assert "the blip2 answerer looks at each dialogue's target image, so this run needs --image-root" in output
     assert not (tmp_path / "run").exists()
+
+
+def test_dialogue_stats_measure_files_live_runs_and_replayed_runs_alike(small_benchmark, tmp_path):
+    assert run_cli(*live_args(small_benchmark, tmp_path / "live"))[0] == 0
+    replay = ["run", "--retriever", "random", "--benchmark", str(small_benchmark.dialogues), "--search-space",
+              str(small_benchmark.search_space), "--out", str(tmp_path / "replay"), "--quiet", "--device", "cpu"]
+    assert run_cli(*replay)[0] == 0
+    code, output = run_cli("dialogues", "stats", str(small_benchmark.dialogues), str(tmp_path / "live"),
+                           str(tmp_path / "replay"), "--json")
+    assert code == 0, output
+    measured = json.loads(output)
+    assert measured["replay"] == measured["dialogues.json"]  # a replayed run measures the file it replayed
+    assert measured["dialogues.json"]["rounds"] == small_benchmark.count * 10
+    assert measured["live"]["rounds"] == small_benchmark.count * 4  # --rounds 4 of generated turns
+    generated = [json.loads(line)["dialog"] for line in (tmp_path / "live" / "ranks.jsonl").read_text().splitlines()]
+    asked = [turn.split("?")[0] for dialog in generated for turn in dialog[1:]]
+    assert measured["live"]["mean_question_words"] == sum(len((q + "?").split()) for q in asked) / len(asked)
+    code, output = run_cli("dialogues", "stats", str(small_benchmark.dialogues), str(tmp_path / "live"))
+    assert code == 0 and output.startswith("measure") and "already_answered: rounds whose question" in output
+    small_benchmark.dialogues.unlink()
+    code, output = run_cli("dialogues", "stats", str(tmp_path / "replay"))
+    assert code != 0 and "pass the dialogue file itself" in output

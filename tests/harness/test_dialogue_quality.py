@@ -8,12 +8,14 @@ import pytest
 
 from benchmarks.chatir import read_chatir_dialogues
 from benchmarks.known import KNOWN_BENCHMARKS
-from benchmarks.quirks import (
+from harness.dialogue_quality import (
+    MEASURES,
     count_empty_turns,
     count_leaked_answer_rounds,
     count_multi_question_rounds,
     count_repeated_question_dialogues,
     count_rotated_dialogues,
+    quality_measures,
     question_of,
 )
 from harness.types import Dialogue
@@ -83,3 +85,34 @@ def test_human_blip2_rotated_in_every_dialogue(published: dict[str, tuple[Dialog
     assert count_rotated_dialogues(published["human-blip2"], published["visdial-val"]).count == 2064
     for other in ("chatgpt-blip2", "flan-blip2"):
         assert count_rotated_dialogues(published[other], published["visdial-val"]).count == 0
+
+
+def test_quality_measures_follow_their_rules_on_a_small_dialogue() -> None:
+    rounds = ("is the cat black? yes",                 # already answered by the caption
+              "Is the cat black?? i don't know",       # repeated once normalised, uncertain answer
+              "what color is the sofa? red",
+              "? no",                                  # empty question
+              "the sofa is red. red",                  # no '?': a non-question, taken whole
+              "what is on the sofa? Answer: cat",      # leaked answer; 'sofa' already known
+              "is the cat black? can't tell.")         # repeated exactly, uncertain
+    measures = quality_measures([Dialogue("0", "a.jpg", ("a black cat on a sofa", *rounds))])
+    assert {name: measures[name] for name in MEASURES if not name.startswith(("mean", "distinct"))} == {
+        "dialogues": 1, "rounds": 7, "empty_questions": 1, "non_questions": 1, "repeated_questions": 1,
+        "repeated_questions_normalised": 2, "dialogues_repeating": 1, "already_answered": 5, "leaked_answers": 1,
+        "uncertain_answers": 2,
+    }
+    questions = [turn.split("?")[0] + "?" if "?" in turn else turn for turn in rounds]
+    assert measures["mean_question_words"] == sum(len(q.split()) for q in questions) / 7
+    assert measures["distinct_questions_per_dialogue"] == 4  # black cat, sofa colour, the statement, on the sofa
+
+
+def test_quality_measures_of_nothing_are_zero() -> None:
+    assert set(quality_measures([]).values()) == {0}
+
+
+@pytest.mark.parametrize("name", list(EXPECTED))
+def test_published_files_give_the_known_quality_counts(name: str, published: dict[str, tuple[Dialogue, ...]]) -> None:
+    measures = quality_measures(published[name])
+    assert (measures["dialogues"], measures["rounds"]) == (2_064, 20_640)
+    assert measures["leaked_answers"] == EXPECTED[name]["leaked"]  # FLAN: 13,547 of 20,640 rounds hold "Answer:"
+    assert measures["dialogues_repeating"] == EXPECTED[name]["repeated"]  # FLAN: 2,050 of 2,064 dialogues
