@@ -16,6 +16,7 @@ from pathlib import Path
 from harness.dialogue_files import read_chatir_dialogues
 from harness.dialogue_quality import MEASURES, quality_measures
 from harness.errors import HarnessError
+from harness.run_dialogues import run_dialogues
 from harness.store import RunStore
 from harness.types import Dialogue
 
@@ -64,14 +65,7 @@ def _dialogues_of(source: Path) -> tuple[tuple[Dialogue, ...], str]:
     if not source.is_dir():
         raise HarnessError(f"{source} is neither a dialogue file nor a run directory")
     store = RunStore(source)
-    manifest = store.read_manifest()
     records = store.checked_records()
-    if records and all(record.dialog is not None for record in records):
-        dialogues = tuple(Dialogue(record.dialogue_id, record.target, tuple(record.dialog or ())) for record in records)
-        failed = sum(record.status != "ok" for record in records)
-        return dialogues, f"run {source}: {len(records)} generated dialogues ({failed} failed, measured as far as they got)"
-    replayed = manifest.get("benchmark", {}).get("files", {}).get("dialogues")
-    if not replayed or not Path(replayed).is_file():
-        raise HarnessError(f"{source} replayed {replayed or 'a benchmark file'}, which is not there any more: pass the "
-                           "dialogue file itself")
-    return read_chatir_dialogues(Path(replayed), expected_turns=None), f"run {source}: replayed {replayed}"
+    dialogues, origin = run_dialogues(store, records)
+    failed = sum(record.status != "ok" for record in records)
+    return dialogues, f"run {source}: {origin} ({failed} failed, measured as far as they got)"

@@ -197,8 +197,9 @@ def _per_benchmark(spec: RunSpec) -> list[RunSpec]:
 
 
 def _run_one(spec: RunSpec) -> None:
+    from harness.dialogue_quality import QUALITY_METRIC
     from harness.runner import run_evaluation
-    from harness.tables import format_round_table
+    from harness.tables import format_quality_table, format_round_table
 
     try:
         result = run_evaluation(spec)
@@ -219,23 +220,33 @@ def _run_one(spec: RunSpec) -> None:
         raise HarnessError(f"every one of the {result.failed} dialogues failed (reasons above); fix the cause and "
                            "run the same command again")
     click.echo(format_round_table(result.metrics))
+    click.echo(format_quality_table(result.metrics[QUALITY_METRIC]))
 
 
 @main.command("metrics")
 @click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path, file_okay=False, exists=True))
 def metrics_command(runs: tuple[Path, ...]) -> None:
     """Recompute and print the metrics of stored RUN directories from their ranks.jsonl."""
+    from harness.dialogue_quality import dialogue_quality_metrics
     from harness.metrics import run_metrics
+    from harness.run_dialogues import run_dialogues
     from harness.store import RunStore
-    from harness.tables import format_round_table
+    from harness.tables import format_quality_table, format_round_table
 
     for run in runs:
-        records = [record for record in RunStore(run).checked_records() if record.status == "ok"]
+        store = RunStore(run)
+        records = [record for record in store.checked_records() if record.status == "ok"]
         if not records:
             raise HarnessError(f"{run} has no finished dialogues yet")
         metrics = run_metrics(records)
         click.echo(f"{run}: {len(records)} dialogues, BRI {metrics.get('BRI', float('nan')):.4f}")
-        click.echo(format_round_table(metrics) + "\n")
+        click.echo(format_round_table(metrics))
+        try:
+            dialogues, origin = run_dialogues(store, records)
+        except HarnessError as error:
+            click.echo(f"dialogue quality not measured: {error}\n")
+            continue
+        click.echo(f"{format_quality_table(dialogue_quality_metrics(dialogues))}\n(of the {origin})\n")
 
 
 @main.command("demo")

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from harness.turns import split_turn
 from harness.types import Dialogue
@@ -98,39 +98,85 @@ def normalise_question(question: str) -> str:
     return " ".join(re.sub(r"[^\w\s]", "", question.lower()).split())
 
 
+ROUND_COUNTS = ("rounds", "empty_questions", "non_questions", "repeated_questions", "repeated_questions_normalised",
+                "already_answered", "leaked_answers", "uncertain_answers")  # the measures that have a value per round
+ROUND_MEANS = ("mean_question_words", "mean_answer_words")
+
+
 def quality_measures(dialogues: Sequence[Dialogue]) -> dict[str, float]:
     """Every measure of ``MEASURES`` over ``dialogues`` (counts, and means in words)."""
-    counts: dict[str, float] = dict.fromkeys(MEASURES, 0)
-    question_words, answer_words, distinct = [], [], []
+    rounds = _round_tallies(dialogues)
+    measures: dict[str, float] = {name: sum(tally.counts[name] for tally in rounds) for name in ROUND_COUNTS}
+    measures["dialogues"] = len(dialogues)
+    measures["dialogues_repeating"] = count_repeated_question_dialogues(dialogues).count
+    measures["mean_question_words"] = _mean([words for tally in rounds for words in tally.question_words])
+    measures["mean_answer_words"] = _mean([words for tally in rounds for words in tally.answer_words])
+    distinct = [len({normalise_question(question_of(turn)) for turn in dialogue.turns[1:]} - {""})
+                for dialogue in dialogues]
+    measures["distinct_questions_per_dialogue"] = _mean(distinct)
+    return {name: measures[name] for name in MEASURES}
+
+
+def quality_by_round(dialogues: Sequence[Dialogue]) -> dict[str, list[float]]:
+    """The per-round measures (``ROUND_COUNTS`` and ``ROUND_MEANS``) for rounds 1, 2, ... of ``dialogues``: a
+    count is of that round's turns, a mean over them."""
+    rounds = _round_tallies(dialogues)
+    table: dict[str, list[float]] = {name: [tally.counts[name] for tally in rounds] for name in ROUND_COUNTS}
+    table["mean_question_words"] = [_mean(tally.question_words) for tally in rounds]
+    table["mean_answer_words"] = [_mean(tally.answer_words) for tally in rounds]
+    return table
+
+
+QUALITY_METRIC = "DialogueQuality"  # the metrics.json entry
+
+
+def dialogue_quality_metrics(dialogues: Sequence[Dialogue]) -> dict[str, dict]:
+    """The metrics.json entry: ``overall`` (``quality_measures``) and ``per_round`` (``quality_by_round``, indexed
+    by round like every per-round metric: round 0, the caption, has no value)."""
+    per_round = {name: [None, *values] for name, values in quality_by_round(dialogues).items()}
+    return {"overall": quality_measures(dialogues), "per_round": per_round}
+
+
+@dataclass
+class _RoundTally:
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ROUND_COUNTS, 0))
+    question_words: list[int] = field(default_factory=list)
+    answer_words: list[int] = field(default_factory=list)
+
+
+def _round_tallies(dialogues: Sequence[Dialogue]) -> list[_RoundTally]:
+    """One tally per round after the caption, each dialogue's turns read in order (repeats and what is already
+    known depend on the rounds before)."""
+    tallies: list[_RoundTally] = []
     for dialogue in dialogues:
         asked: set[str] = set()
         asked_normalised: set[str] = set()
         known_words = _content_words(dialogue.turns[0]) if dialogue.turns else set()
-        for turn in dialogue.turns[1:]:
+        for index, turn in enumerate(dialogue.turns[1:]):
+            if index == len(tallies):
+                tallies.append(_RoundTally())
+            tally = tallies[index]
             question = question_of(turn)  # a round without "?" is taken whole (often a question cut before it)
             answer = split_turn(turn)[1]
             normalised = normalise_question(question)
-            counts["rounds"] += 1
-            counts["non_questions"] += _question_free(turn)
-            counts["empty_questions"] += not turn.strip() or ("?" in turn and not normalised)
-            counts["repeated_questions"] += bool(question) and question in asked
-            counts["repeated_questions_normalised"] += bool(normalised) and normalised in asked_normalised
             words = _content_words(question)
-            counts["already_answered"] += bool(words) and words <= known_words
-            counts["leaked_answers"] += "Answer:" in turn
-            counts["uncertain_answers"] += _uncertain(answer)
-            question_words.append(len(question.split()))
-            answer_words.append(len(answer.split()))
+            for name, happened in (
+                ("rounds", True),
+                ("non_questions", _question_free(turn)),
+                ("empty_questions", not turn.strip() or ("?" in turn and not normalised)),
+                ("repeated_questions", bool(question) and question in asked),
+                ("repeated_questions_normalised", bool(normalised) and normalised in asked_normalised),
+                ("already_answered", bool(words) and words <= known_words),
+                ("leaked_answers", "Answer:" in turn),
+                ("uncertain_answers", _uncertain(answer)),
+            ):
+                tally.counts[name] += happened
+            tally.question_words.append(len(question.split()))
+            tally.answer_words.append(len(answer.split()))
             asked.add(question)
             asked_normalised.add(normalised)
             known_words |= _content_words(answer)
-        counts["dialogues"] += 1
-        distinct.append(len(asked_normalised - {""}))
-    counts["dialogues_repeating"] = count_repeated_question_dialogues(dialogues).count
-    counts["mean_question_words"] = _mean(question_words)
-    counts["mean_answer_words"] = _mean(answer_words)
-    counts["distinct_questions_per_dialogue"] = _mean(distinct)
-    return counts
+    return tallies
 
 
 def count_empty_turns(dialogues: Sequence[Dialogue]) -> QuirkCount:

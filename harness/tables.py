@@ -16,6 +16,16 @@ FUSION_METRICS = ("Degradation", "RankDrop", "GateMean")
 DIAGNOSTICS = ("TiedTargets", "TruncatedQueries")
 
 
+def format_quality_table(quality: Mapping[str, Any]) -> str:
+    """The per-round dialogue-quality counts a run has (those that are never zero are left out) and the mean question
+    and answer length, from metrics.json's ``DialogueQuality`` entry."""
+    per_round = quality["per_round"]
+    shown = [name for name, values in per_round.items()
+             if name != "rounds" and (name.startswith("mean") or any(values[1:]))]
+    rows = {name: [None if value is None else float(value) for value in per_round[name]] for name in shown}
+    return "dialogue quality\n" + format_round_table(rows, shown)
+
+
 def format_round_table(metrics: Mapping[str, Any], names: Sequence[str] = ROUND_METRICS + FUSION_METRICS + DIAGNOSTICS) -> str:
     """One row per metric of ``names`` the run has, one column per round (``-`` where a round has no value)."""
     rows = [(name, metrics[name]) for name in names if isinstance(metrics.get(name), list)]

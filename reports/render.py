@@ -15,11 +15,16 @@ from __future__ import annotations
 import base64
 import csv
 import html
+import logging
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from harness.dialogue_quality import MEASURES, quality_measures
+from harness.errors import HarnessError
+from harness.run_dialogues import run_dialogues
+from harness.store import RunStore
 from reports.compare import Comparison, describe_methods
 from reports.plots import plot_curves, plot_degradation, plot_file_name
 from reports.tables import (
@@ -58,6 +63,8 @@ p.note { font-size: 12px; color: #555; margin-top: 0; }
 .warning { background: #fff4d6; border-left: 4px solid #e0a800; padding: .4em .8em; }
 ul.methods li { margin-bottom: .4em; }
 """
+
+log = logging.getLogger("harness.reports")
 
 
 @dataclass(frozen=True)
@@ -108,6 +115,31 @@ def _run_rows(comparison: Comparison) -> list[tuple[str, ...]]:
 _RUN_HEADER = ("system", "run directory", "retriever", "query mode", "benchmark", "benchmark files (sha256)", "dialogues", "failed")
 
 
+# Of each run's evaluated dialogues (generated, or the recorded rounds it replayed): the measures of
+# `harness dialogues stats`, whose rules the note gives.
+_QUALITY_MEASURES = ("rounds", "non_questions", "repeated_questions_normalised", "dialogues_repeating",
+                     "already_answered", "leaked_answers", "uncertain_answers", "mean_question_words",
+                     "mean_answer_words")
+_QUALITY_HEADER = ("system", *_QUALITY_MEASURES)
+_QUALITY_NOTE = "Rules: " + "; ".join(f"{name}: {MEASURES[name]}" for name in _QUALITY_MEASURES) + "."
+
+
+def _quality_rows(comparison: Comparison) -> list[tuple[str, ...]]:
+    rows = []
+    for run in comparison.runs:
+        store = RunStore(run.directory)
+        try:
+            dialogues, _ = run_dialogues(store, [record for record in run.records if record.status == "ok"])
+        except HarnessError as error:
+            rows.append((run.name, "not measured", *("",) * (len(_QUALITY_MEASURES) - 1)))
+            log.warning("%s: dialogue quality not measured: %s", run.name, error)
+            continue
+        measures = quality_measures(dialogues)
+        rows.append((run.name, *(f"{measures[name]:,.0f}" if float(measures[name]).is_integer()
+                                 else f"{measures[name]:.2f}" for name in _QUALITY_MEASURES)))
+    return rows
+
+
 def headline(comparison: Comparison) -> list[str]:
     """One sentence per primary test: the conclusion a reader looks for first."""
     sentences = []
@@ -154,6 +186,8 @@ def render_markdown(comparison: Comparison, files: ReportFiles) -> str:
     parts += ["## Plots", ""]
     parts += [f"![{plot.stem}]({plot.name})" for plot in files.plots] + [""]
     parts += ["## Runs", "", to_markdown(_plain_table(_RUN_HEADER, _run_rows(comparison))), ""]
+    parts += ["## Dialogue quality", "", to_markdown(_plain_table(_QUALITY_HEADER, _quality_rows(comparison))), "",
+              _QUALITY_NOTE, ""]
     parts += ["## Methods", ""] + [f"- {line}" for line in describe_methods(comparison.settings)] + [""]
     parts += ["Files: `results.csv` (long format), `tests.csv` (every test), `table.tex`, `report.html`.", ""]
     return "\n".join(parts)
@@ -187,6 +221,8 @@ def render_html(comparison: Comparison, files: ReportFiles) -> str:
     body.append("<h2>Plots</h2>")
     body += ['<div class="plots">'] + [_embedded_image(by_name[name]) for name in by_name] + ["</div>"]
     body += ["<h2>Runs</h2>", to_html(_plain_table(_RUN_HEADER, _run_rows(comparison)))]
+    body += ["<h2>Dialogue quality</h2>", to_html(_plain_table(_QUALITY_HEADER, _quality_rows(comparison))),
+             f"<p>{html.escape(_QUALITY_NOTE)}</p>"]
     body += ["<h2>Methods</h2>", '<ul class="methods">']
     body += [f"<li>{html.escape(line)}</li>" for line in describe_methods(comparison.settings)] + ["</ul>"]
     return (

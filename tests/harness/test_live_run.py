@@ -144,3 +144,25 @@ def test_dialogue_stats_measure_files_live_runs_and_replayed_runs_alike(small_be
     small_benchmark.dialogues.unlink()
     code, output = run_cli("dialogues", "stats", str(tmp_path / "replay"))
     assert code != 0 and "pass the dialogue file itself" in output
+
+
+def test_metrics_hold_the_dialogue_quality_of_what_was_evaluated(small_benchmark, tmp_path):
+    from harness.dialogue_quality import quality_by_round, quality_measures
+    from harness.types import Dialogue
+
+    assert run_cli(*live_args(small_benchmark, tmp_path / "live"))[0] == 0
+    generated = [Dialogue(record["dialogue_id"], record["target"], tuple(record["dialog"]))
+                 for record in records(tmp_path / "live")]
+    quality = json.loads((tmp_path / "live" / "metrics.json").read_text())["DialogueQuality"]
+    assert quality["overall"] == json.loads(json.dumps(quality_measures(generated)))
+    assert quality["per_round"]["rounds"] == [None] + [small_benchmark.count] * 4  # --rounds 4
+    assert quality["per_round"]["mean_question_words"][1:] == quality_by_round(generated)["mean_question_words"]
+    code, output = run_cli("metrics", str(tmp_path / "live"))
+    assert code == 0 and "dialogue quality" in output and f"(of the {small_benchmark.count} generated dialogues)" in output
+
+    replay = ["run", "--retriever", "random", "--benchmark", str(small_benchmark.dialogues), "--search-space",
+              str(small_benchmark.search_space), "--out", str(tmp_path / "replay"), "--quiet", "--device", "cpu",
+              "--rounds", "3"]
+    assert run_cli(*replay)[0] == 0
+    replayed = json.loads((tmp_path / "replay" / "metrics.json").read_text())["DialogueQuality"]
+    assert replayed["overall"]["rounds"] == small_benchmark.count * 3  # the recorded rounds the run evaluated

@@ -129,3 +129,13 @@ def test_runs_table_shows_each_systems_query_mode(run_factory, tmp_path):
     assert "| retriever | query mode |" in runs[2]
     assert "| oracle | join |" in runs[4] and runs[4].startswith("| joined |")
     assert "| oracle | entry |" in runs[5] and runs[5].startswith("| entries |")
+
+
+def test_the_report_lists_each_systems_dialogue_quality(report):
+    markdown = (report.out / "report.md").read_text()
+    section = markdown.split("## Dialogue quality", 1)[1].split("## Methods", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ")]
+    assert rows[0].startswith("| system | rounds | non_questions |")
+    assert rows[1].startswith("| strong | 400 |") and rows[2].startswith("| weak | 400 |")  # 40 dialogues x 10 rounds
+    assert "Rules: rounds: rounds after the caption" in section
+    assert "<h2>Dialogue quality</h2>" in (report.out / "report.html").read_text()
