@@ -116,6 +116,7 @@ def _text(path: Path | None) -> str | None:
 @click.option("--device", help=f"{DEVICES_HELP} (default auto).")
 @click.option("--batch-size", type=int, help="Dialogues per round-synchronous batch (default 64).")
 @click.option("--seed", type=int, help="Global seed (default 0).")
+@click.option("--keep-top", type=int, help="Best images per round kept in trace.jsonl, by the harness's ranking (default 10; 0: none).")
 @click.option("--limit", type=int, help="Evaluate only the first N dialogues.")
 @click.option("--cache-dir", type=click.Path(path_type=Path, file_okay=False), help="Shared cache of embeddings (default $HARNESS_CACHE or ~/.cache/itir-harness).")
 @click.option("--plugin", "plugins", multiple=True, help="Module or .py file to import first (registers plug-ins).")

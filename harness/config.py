@@ -55,6 +55,7 @@ class RunSpec:
     rounds: int = 10
     query_mode: str = "join"
     seed: int = 0
+    keep_top: int = 10  # best images per round kept in trace.jsonl (0: none)
     limit: int | None = None
     device: str = "auto"
     batch_size: int = 64
@@ -74,6 +75,8 @@ class RunSpec:
             raise ConfigError(f"batch_size must be at least 1, got {self.batch_size}")
         if self.query_mode not in QUERY_MODES:
             raise ConfigError(f"query_mode must be one of {', '.join(QUERY_MODES)}, got {self.query_mode!r}")
+        if self.keep_top < 0:
+            raise ConfigError(f"keep_top must be 0 or more, got {self.keep_top}")
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"limit must be at least 1, got {self.limit}")
         if self.executor not in EXECUTORS:
@@ -109,6 +112,7 @@ class RunSpec:
             "query_mode": self.query_mode,
             "seed": self.seed,
             "tie_rule": TIE_RULE,
+            "keep_top": self.keep_top,
         }
 
     def to_dict(self) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, Self, runtime_checkable
 
 from PIL import Image
 
@@ -28,6 +28,7 @@ class RunContext:
     cache_dir: Path
     seed: int = 0
     progress: bool = True
+    keep_top: int = 10  # best images per state that a retriever ranking with the harness lists for the trace
 
 
 @runtime_checkable
@@ -70,6 +71,40 @@ class Answerer(Protocol):
     def answer(self, states: Sequence[DialogueState], questions: Sequence[str]) -> list[str | TurnFailure]: ...
 
 
+class Generated(str):
+    """A bot's output after post-processing: the string itself is the text the dialogue gets (so a Generated is used
+    wherever a plain answer is), ``raw`` the model's output and ``rules`` the cleaning rules that changed it (kept in
+    the run's trace)."""
+
+    raw: str
+    rules: tuple[str, ...]
+
+    def __new__(cls, text: str, raw: str | None = None, rules: tuple[str, ...] = ()) -> Self:
+        generated = super().__new__(cls, text)
+        generated.raw = text if raw is None else raw
+        generated.rules = tuple(rules)
+        return generated
+
+    @property
+    def text(self) -> str:
+        return str(self)
+
+    def __reduce__(self) -> tuple[Any, ...]:  # for Ray workers: str's own pickling would drop raw and rules
+        return Generated, (str(self), self.raw, self.rules)
+
+    def __repr__(self) -> str:
+        return f"Generated({str(self)!r}, raw={self.raw!r}, rules={self.rules!r})"
+
+
+@dataclass(frozen=True)
+class TracedTurn:
+    """A generated round: the "question? answer" ``text`` and what produced it (``trace``: each bot's raw output,
+    cleaned text and rules), which the run keeps in trace.jsonl."""
+
+    text: str
+    trace: Mapping[str, Any]
+
+
 @dataclass(frozen=True)
 class TurnFailure:
     """A turn that could not be produced (for example an API call that failed after its retries)."""
@@ -88,7 +123,7 @@ class DialogueSource(Protocol):
 
     def prepare(self, benchmark: Benchmark, context: RunContext) -> None: ...
 
-    def next_turns(self, states: Sequence[DialogueState]) -> list[str | TurnFailure]: ...
+    def next_turns(self, states: Sequence[DialogueState]) -> list[str | TracedTurn | TurnFailure]: ...
 
 
 @runtime_checkable

@@ -11,6 +11,9 @@ zero embedding) or not all finite cannot be ranked: its failure reason is return
     >>> ranking = ranks_from_scores(scores, [2, 1])
     >>> ranking.ranks, ranking.tied
     ((1, 1), (False, True))
+
+With ``keep_top`` K the ranking also lists each query's K best images (search-space positions, best first, under
+the same tie rule), which a run keeps in its trace.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ class Ranking:
     ranks: tuple[int, ...]
     tied: tuple[bool, ...]
     failures: tuple[str | None, ...]
+    top: tuple[tuple[int, ...], ...] = ()  # per query, the ``keep_top`` best images (empty when not asked for)
 
     @property
     def failed(self) -> Mapping[int, str]:
@@ -44,13 +48,14 @@ class Ranking:
 
     def batch(self, **sides: Mapping[str, tuple]) -> RankBatch:
         """This ranking as a retriever's answer (``sides``: ``side_ranks``, ``side_values``)."""
-        return RankBatch(ranks=self.ranks, tied=self.tied, failures=self.failed, **sides)
+        return RankBatch(ranks=self.ranks, tied=self.tied, failures=self.failed, top=self.top, **sides)
 
     def __add__(self, other: Ranking) -> Ranking:
-        return Ranking(self.ranks + other.ranks, self.tied + other.tied, self.failures + other.failures)
+        return Ranking(self.ranks + other.ranks, self.tied + other.tied, self.failures + other.failures,
+                       self.top + other.top)
 
 
-def ranks_from_scores(scores: torch.Tensor, target_indices: Sequence[int]) -> Ranking:
+def ranks_from_scores(scores: torch.Tensor, target_indices: Sequence[int], keep_top: int = 0) -> Ranking:
     """The ranking of each row of a (queries x images) score matrix; see the module doc for the rule."""
     scores = scores.to(torch.float32)
     targets = torch.as_tensor(list(target_indices), device=scores.device, dtype=torch.long).unsqueeze(1)
@@ -67,7 +72,24 @@ def ranks_from_scores(scores: torch.Tensor, target_indices: Sequence[int]) -> Ra
     failures = [_failure(float(lowest), float(highest)) for lowest, highest in zip(low.tolist(), high.tolist())]
     ranks = [UNRANKED if failure else rank for rank, failure in zip(higher.tolist(), failures)]
     tied = [bool(count > 0) and failure is None for count, failure in zip(equal.tolist(), failures)]
-    return Ranking(tuple(ranks), tuple(tied), tuple(failures))
+    top = _stable_top(scores, keep_top, failures) if keep_top > 0 else ()
+    return Ranking(tuple(ranks), tuple(tied), tuple(failures), top)
+
+
+def _stable_top(scores: torch.Tensor, count: int, failures: Sequence[str | None]) -> tuple[tuple[int, ...], ...]:
+    """Each row's ``count`` best columns in the order of a stable descending sort (ties: the earlier column first);
+    none for a row that could not be ranked. Only the images scoring at least the count-th best are sorted."""
+    count = min(count, scores.shape[1])
+    threshold = torch.topk(scores, count, dim=1).values[:, -1:]
+    top = []
+    for row, failure in enumerate(failures):
+        if failure is not None:
+            top.append(())
+            continue
+        candidates = torch.nonzero(scores[row] >= threshold[row]).squeeze(1)  # ascending columns
+        order = torch.argsort(scores[row, candidates], descending=True, stable=True)
+        top.append(tuple(candidates[order[:count]].tolist()))
+    return tuple(top)
 
 
 def rank_targets(
@@ -75,9 +97,11 @@ def rank_targets(
     images: torch.Tensor,
     target_indices: Sequence[int],
     chunk_size: int = DEFAULT_CHUNK,
+    keep_top: int = 0,
 ) -> Ranking:
     """Rank ``images`` (N x D) for each query (B x D) by float32 dot product; one matrix product per chunk of
-    queries, so memory stays at ``chunk_size`` x N scores, and at most ``SCORE_BUDGET`` scores."""
+    queries, so memory stays at ``chunk_size`` x N scores, and at most ``SCORE_BUDGET`` scores. ``keep_top``: also
+    list each query's best images."""
     if queries.shape[-1] != images.shape[-1]:
         raise ValueError(f"query width {queries.shape[-1]} does not match image width {images.shape[-1]}")
     images = images.to(torch.float32)
@@ -86,7 +110,7 @@ def rank_targets(
     chunk_size = capped_chunk(images.shape[0], chunk_size)
     for start in range(0, queries.shape[0], chunk_size):
         scores = queries[start : start + chunk_size] @ images.T
-        ranking += ranks_from_scores(scores, target_indices[start : start + chunk_size])
+        ranking += ranks_from_scores(scores, target_indices[start : start + chunk_size], keep_top)
     return ranking
 
 

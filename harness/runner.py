@@ -39,7 +39,7 @@ from harness.errors import ConfigError, DataError, HarnessError
 from harness.executors import Executor, make_executor
 from harness.metrics import run_metrics
 from harness.progress import progress_bar
-from harness.protocols import DialogueSource, Retriever, RunContext, TurnFailure
+from harness.protocols import DialogueSource, Retriever, RunContext, TracedTurn, TurnFailure
 from harness.registry import REGISTRY, ComponentRecord
 from harness.run_dialogues import replayed_rounds
 from harness.sources import LiveSource, ReplaySource
@@ -119,6 +119,7 @@ def evaluate_chunk(
     side_ranks: dict[str, dict[str, list[int]]] = {dialogue.dialogue_id: {} for dialogue in dialogues}
     side_values: dict[str, dict[str, list[float]]] = {dialogue.dialogue_id: {} for dialogue in dialogues}
     tied: dict[str, list[bool]] = {dialogue.dialogue_id: [] for dialogue in dialogues}
+    traces: dict[str, list[dict[str, Any]]] = {dialogue.dialogue_id: [] for dialogue in dialogues}
     failures: dict[str, str] = {}
     running = list(dialogues)
     for round_ in range(rounds + 1):
@@ -130,8 +131,11 @@ def evaluate_chunk(
             for dialogue, turn in zip(running, produced):
                 if isinstance(turn, TurnFailure):
                     failures[dialogue.dialogue_id] = f"round {round_}: {turn.reason}"
+                    traces[dialogue.dialogue_id].append({"round": round_, "failure": turn.reason})
                 else:
-                    turns[dialogue.dialogue_id].append(turn)
+                    produced_by = dict(turn.trace) if isinstance(turn, TracedTurn) else {}
+                    turns[dialogue.dialogue_id].append(turn.text if isinstance(turn, TracedTurn) else turn)
+                    traces[dialogue.dialogue_id].append({"round": round_, **produced_by})
                     still_running.append(dialogue)
             running = still_running
             if not running:
@@ -142,6 +146,11 @@ def evaluate_chunk(
         if batch.tied:
             _check_length("retriever's tied flags", batch.tied, states)
         for position, (dialogue, rank) in enumerate(zip(running, batch.ranks)):
+            entry = _round_entry(traces[dialogue.dialogue_id], round_)
+            if batch.traces:
+                entry["retriever"] = dict(batch.traces[position])
+            if batch.top and batch.top[position]:
+                entry["top"] = list(batch.top[position])
             if position in batch.failures:
                 failures[dialogue.dialogue_id] = f"round {round_}: {batch.failures[position]}"
                 continue
@@ -171,9 +180,17 @@ def evaluate_chunk(
             status="failed" if dialogue.dialogue_id in failures else "ok",
             error=failures.get(dialogue.dialogue_id),
             tied=tuple(tied[dialogue.dialogue_id]),
+            trace=tuple(traces[dialogue.dialogue_id]),
         )
         for dialogue in dialogues
     ]
+
+
+def _round_entry(trace: list[dict[str, Any]], round_: int) -> dict[str, Any]:
+    """The trace entry of ``round_`` (made here for round 0, which no bot produces)."""
+    if not trace or trace[-1]["round"] != round_:
+        trace.append({"round": round_})
+    return trace[-1]
 
 
 def run_evaluation(
@@ -213,7 +230,8 @@ def run_evaluation(
             log.info("resuming %s: %d of %d dialogues already stored", spec.out, len(dialogues) - len(pending), len(dialogues))
 
         if pending:
-            context = RunContext(device=device, cache_dir=spec.cache_dir, seed=spec.seed, progress=spec.progress)
+            context = RunContext(device=device, cache_dir=spec.cache_dir, seed=spec.seed, progress=spec.progress,
+                                 keep_top=spec.keep_top)
             # Prepared here first even when workers run elsewhere: the search-space index (and any other shared cache)
             # is built once, and the manifest records the components' identities before any record is written.
             retriever.prepare(search_space, context)
@@ -293,7 +311,8 @@ class ChunkWorkerFactory:
             dialogues = self.benchmark.dialogues[: spec.limit] if spec.limit else self.benchmark.dialogues
             source, _ = _build_source(spec, self.benchmark, dialogues)
         context = RunContext(
-            device=resolve_device(spec.device), cache_dir=spec.cache_dir, seed=spec.seed, progress=False
+            device=resolve_device(spec.device), cache_dir=spec.cache_dir, seed=spec.seed, progress=False,
+            keep_top=spec.keep_top,
         )
         retriever.prepare(self.benchmark.search_space, context)
         source.prepare(self.benchmark, context)

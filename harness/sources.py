@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from harness.errors import HarnessError
-from harness.protocols import Answerer, Questioner, RunContext, TurnFailure
+from harness.protocols import Answerer, Generated, Questioner, RunContext, TracedTurn, TurnFailure
 from harness.turns import format_turn
 from harness.types import Benchmark, Dialogue, DialogueState
 
@@ -52,23 +52,35 @@ class LiveSource:
         self.questioner.prepare(benchmark, context)
         self.answerer.prepare(benchmark, context)
 
-    def next_turns(self, states: Sequence[DialogueState]) -> list[str | TurnFailure]:
+    def next_turns(self, states: Sequence[DialogueState]) -> list[str | TracedTurn | TurnFailure]:
         questions = self.questioner.ask(states)
         _check("questioner", questions, states)
-        asked = [index for index, question in enumerate(questions) if isinstance(question, str)]
-        answers = self.answerer.answer([states[i] for i in asked], [questions[i] for i in asked])  # type: ignore[misc]
+        asked = [index for index, question in enumerate(questions) if not isinstance(question, TurnFailure)]
+        answers = self.answerer.answer([states[i] for i in asked], [_text(questions[i]) for i in asked])
         _check("answerer", answers, asked)
         answer_of = dict(zip(asked, answers))
-        turns: list[str | TurnFailure] = []
+        turns: list[str | TracedTurn | TurnFailure] = []
         for index, question in enumerate(questions):
             answer = answer_of.get(index)
             if isinstance(question, TurnFailure):
                 turns.append(TurnFailure(f"questioner: {question.reason}"))
-            elif isinstance(answer, TurnFailure):
-                turns.append(TurnFailure(f"answerer: {answer.reason}"))
+            elif isinstance(answer, TurnFailure) or answer is None:
+                turns.append(TurnFailure(f"answerer: {answer.reason if answer else 'no answer'}"))
             else:
-                turns.append(format_turn(question, str(answer)))
+                turns.append(TracedTurn(format_turn(_text(question), _text(answer)),
+                                        {"question": _trace(question), "answer": _trace(answer)}))
         return turns
+
+
+def _text(output: str | Generated | TurnFailure) -> str:
+    return output.text if isinstance(output, Generated) else str(output)
+
+
+def _trace(output: str | Generated) -> dict[str, Any]:
+    """A bot's output as the trace keeps it (a plug-in bot returning plain text has no raw output to show)."""
+    if isinstance(output, Generated):
+        return {"raw": output.raw, "text": output.text, "rules": list(output.rules)}
+    return {"text": output}
 
 
 def _check(role: str, produced: Sequence[Any], expected: Sequence[Any]) -> None:

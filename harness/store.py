@@ -10,6 +10,7 @@ dialogues finish) and ``metrics.json`` (derived from the ranks, recomputable at 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -24,6 +25,7 @@ from harness.types import RunRecord, parse_ranks
 
 MANIFEST = "manifest.json"
 RANKS = "ranks.jsonl"
+TRACE = "trace.jsonl"
 METRICS = "metrics.json"
 LOCK = ".lock"  # held (flock) by the one process writing the run
 
@@ -38,6 +40,10 @@ class RunStore:
     @property
     def manifest_path(self) -> Path:
         return self.directory / MANIFEST
+
+    @property
+    def trace_path(self) -> Path:
+        return self.directory / TRACE
 
     @property
     def ranks_path(self) -> Path:
@@ -90,6 +96,7 @@ class RunStore:
         if not self.exists():
             atomic_write_text(self.manifest_path, json.dumps(manifest, indent=2, sort_keys=True))
             self.ranks_path.touch()
+            self.trace_path.write_text("")
             return False
         stored = self.read_manifest()
         differences = describe_differences(stored.get("identity", {}), manifest["identity"])
@@ -98,6 +105,7 @@ class RunStore:
             # so there is nothing to protect: start afresh with the new settings.
             atomic_write_text(self.manifest_path, json.dumps(manifest, indent=2, sort_keys=True))
             self.ranks_path.write_text("")
+            self.trace_path.write_text("")
             return False
         if differences:
             raise ConfigError(
@@ -105,15 +113,32 @@ class RunStore:
                 "settings to resume it. Differences (stored -> new):\n  " + "\n  ".join(differences)
             )
         self._drop_torn_last_line()
+        self._drop_orphan_traces()
         return True
+
+    def traces(self) -> dict[str, dict[str, Any]]:
+        """The trace line of each dialogue's stored record (dialogue id -> {"dialogue_id", "record_sha256",
+        "rounds"}): the one whose digest is the record's own, so a retried dialogue shows its latest attempt."""
+        records = {record.dialogue_id: _digest(record) for record in self.records()}
+        found: dict[str, dict[str, Any]] = {}
+        for entry in self._trace_entries():
+            if records.get(entry["dialogue_id"]) == entry["record_sha256"]:
+                found[entry["dialogue_id"]] = entry
+        return found
 
     def records(self, search_space: int | None = None, rounds: int | None = None) -> list[RunRecord]:
         """Every record, the last one per dialogue winning (a failed dialogue retried on resume is superseded);
         with ``search_space`` (its size) every rank is checked to lie in it, with ``rounds`` every finished record
         to hold a rank for rounds 0..rounds."""
         latest: dict[str, RunRecord] = {}
+        for record in self._all_records(search_space, rounds):
+            latest[record.dialogue_id] = record
+        return list(latest.values())
+
+    def _all_records(self, search_space: int | None = None, rounds: int | None = None) -> Iterator[RunRecord]:
+        """Every record line in order, superseded attempts included (see ``records`` for the checks)."""
         if not self.ranks_path.is_file():
-            return []
+            return
         with open(self.ranks_path, "rb") as stream:
             for line_number, raw in enumerate(stream, start=1):
                 try:
@@ -139,8 +164,7 @@ class RunStore:
                 if rounds is not None and record.status == "ok" and len(record.ranks) != rounds + 1:
                     raise DataError(self.ranks_path, f"line {line_number}: {len(record.ranks)} ranks, but the run has "
                                     f"rounds 0..{rounds} ({rounds + 1} ranks)", field="ranks")
-                latest[record.dialogue_id] = record
-        return list(latest.values())
+                yield record
 
     def checked_records(self) -> list[RunRecord]:
         """``records()`` with every rank checked against the search-space size and the rounds the manifest records
@@ -156,17 +180,28 @@ class RunStore:
         return {record.dialogue_id for record in self.records() if record.status == "ok"}
 
     def append(self, records: Iterable[RunRecord]) -> None:
+        """Append the records' traces to trace.jsonl, then the records to ranks.jsonl: a crash between the two
+        leaves a trace line no record matches, which the next open drops (its dialogue is evaluated again)."""
+        records = list(records)
+        traces = "".join(json.dumps({"dialogue_id": record.dialogue_id, "record_sha256": _digest(record),
+                                     "rounds": list(record.trace)}, ensure_ascii=False) + "\n"
+                         for record in records if record.trace is not None)
+        if traces:
+            self._append_text(self.trace_path, traces)
         lines = "".join(record.to_json() + "\n" for record in records)
-        if not lines:
-            return
+        if lines:
+            self._append_text(self.ranks_path, lines)
+
+    @staticmethod
+    def _append_text(path: Path, lines: str) -> None:
         try:
-            with open(self.ranks_path, "a", encoding="utf-8") as stream:
+            with open(path, "a", encoding="utf-8") as stream:
                 stream.write(lines)
                 stream.flush()
                 os.fsync(stream.fileno())
         except OSError as error:
-            # A line cut short by the failed write is dropped when the run resumes (_drop_torn_last_line).
-            raise_storage_error(self.ranks_path, error)
+            # A line cut short by the failed write is dropped when the run resumes.
+            raise_storage_error(path, error)
 
     def write_metrics(self, metrics: Mapping[str, Any]) -> None:
         atomic_write_text(self.metrics_path, json.dumps(metrics, indent=2, sort_keys=True))
@@ -175,6 +210,32 @@ class RunStore:
         manifest = self.read_manifest()
         manifest[section] = value
         atomic_write_text(self.manifest_path, json.dumps(manifest, indent=2, sort_keys=True))
+
+    def _trace_entries(self) -> list[dict[str, Any]]:
+        if not self.trace_path.is_file():
+            return []
+        entries = []
+        for line in self.trace_path.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True):
+            if not line.endswith("\n"):
+                break  # torn by a crash mid-write
+            try:
+                entries.append(json.loads(line))
+            except json.JSONDecodeError as error:
+                raise DataError(self.trace_path, f"a line is not JSON ({error}); the file was damaged outside the "
+                                "harness") from None
+        return entries
+
+    def _drop_orphan_traces(self) -> None:
+        """Keep the trace lines of stored records only (in order): a line torn by a crash, or written just before a
+        crash stopped its record, goes; a superseded attempt of a retried dialogue stays (it is history)."""
+        if not self.trace_path.is_file():
+            return
+        digests = {_digest(record) for record in self._all_records()}
+        entries = self._trace_entries()
+        kept = [entry for entry in entries if entry.get("record_sha256") in digests]
+        text = "".join(json.dumps(entry, ensure_ascii=False) + "\n" for entry in kept)
+        if text.encode("utf-8") != self.trace_path.read_bytes():
+            atomic_write_text(self.trace_path, text)
 
     def _drop_torn_last_line(self) -> None:
         if not self.ranks_path.is_file():
@@ -185,6 +246,11 @@ class RunStore:
             keep = data.rfind(b"\n") + 1
             with open(self.ranks_path, "r+b") as stream:
                 stream.truncate(keep)
+
+
+def _digest(record: RunRecord) -> str:
+    """What ties a trace line to its record: the sha256 of the record's ranks.jsonl line."""
+    return hashlib.sha256(record.to_json().encode("utf-8")).hexdigest()
 
 
 def describe_differences(stored: Any, new: Any, prefix: str = "") -> list[str]:

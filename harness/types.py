@@ -158,6 +158,8 @@ class RankBatch:
     side_values: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
     tied: tuple[bool, ...] = ()  # per state, whether another image scored exactly the target's score (optional)
     failures: Mapping[int, str] = field(default_factory=dict)  # position -> why that state could not be ranked
+    top: tuple[tuple[int, ...], ...] = ()  # per state, the best images (search-space positions) for the run's trace
+    traces: tuple[Mapping[str, Any], ...] = ()  # per state, what the retriever made of it (DAR: S_t, prompts, ...)
 
 
 @dataclass(frozen=True)
@@ -173,6 +175,8 @@ class RunRecord:
     status: str = "ok"
     error: str | None = None
     tied: tuple[bool, ...] = ()  # per round, where the retriever reports it
+    # Per round, what the bots and the retriever produced (trace.jsonl, never ranks.jsonl: see harness.store).
+    trace: tuple[Mapping[str, Any], ...] | None = field(default=None, compare=False)
 
     def to_json(self) -> str:
         payload: dict[str, Any] = {

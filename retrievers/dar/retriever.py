@@ -83,6 +83,10 @@ class ImageSource(Protocol):
     def truncated_prompts(self, requests: Sequence[DialogueImage]) -> list[bool] | None:
         """Per request, whether its prompt is cut at the generator's text encoder (None: prompts draw nothing)."""
 
+    def image_keys(self, requests: Sequence[DialogueImage]) -> list[str]:
+        """Per request, what names its image independently of where caches live: the image cache key, or the file
+        name inside the pre-generated folder (for the run's trace)."""
+
     def usage(self) -> dict[str, int]:
         """Images drawn and image cache hits so far."""
 
@@ -118,6 +122,10 @@ class PregeneratedImages:
 
     def truncated_prompts(self, requests: Sequence[DialogueImage]) -> list[bool] | None:
         return None
+
+    def image_keys(self, requests: Sequence[DialogueImage]) -> list[str]:
+        return [generated_image_path(self.folder, self.layout, request.dialogue_id, request.round)
+                .relative_to(self.folder).as_posix() for request in requests]
 
     def usage(self) -> dict[str, int]:
         return {"images_generated": 0, "image_cache_hits": 0}
@@ -158,9 +166,24 @@ class GeneratedImages:
         assert self.generator is not None, "load() the image source first"
         return self.generator.truncated([request.prompt for request in requests])
 
+    def image_keys(self, requests: Sequence[DialogueImage]) -> list[str]:
+        assert self.generator is not None, "load() the image source first"
+        drawn = self.generator.requests([request.prompt for request in requests],
+                                        [request.replicate for request in requests], global_seed=self.seed)
+        return [request.key for request in drawn]
+
     def usage(self) -> dict[str, int]:
         return {"images_generated": self.generator.generated if self.generator else 0,
                 "image_cache_hits": self._cache.hits if self._cache else 0}
+
+
+class ImageBatch(NamedTuple):
+    """The K images of every state of a batch."""
+
+    embeddings: torch.Tensor  # (B, K, D)
+    prompts_cut: tuple[float, ...] | None  # per state, how many of its prompts the generator cut (None: pre-generated)
+    prompts: list[tuple[str, ...]]  # per state, its K image prompts
+    keys: list[tuple[str, ...]]  # per state, what names each of its images (ImageSource.image_keys)
 
 
 class FusedQueries(NamedTuple):
@@ -285,10 +308,15 @@ class DARRetriever:
         encoder = self.base.encoder
         assert encoder is not None and self.base.index is not None, "prepare() DAR first"
         text_embeddings = torch.cat([encoder.encode_texts(chunk) for chunk in batched(texts, self.batch_size)])
-        image_embeddings, prompts_cut = self._image_embeddings(states, [caption[-1] for caption in captions])
+        images = self._image_embeddings(states, [caption[-1] for caption in captions])
+        image_embeddings, prompts_cut = images.embeddings, images.prompts_cut
         fused = self.fuser.fuse(text_embeddings, image_embeddings, [state.round for state in states])
         targets = [state.target_index for state in states]
-        ranking = rank_targets(fused.queries, self.base.index, targets)
+        ranking = rank_targets(fused.queries, self.base.index, targets, keep_top=self.base.keep_top)
+        gates = fused.side_values.get("gate")
+        traces = tuple({"caption": caption[-1], "image_prompts": list(prompts), "image_keys": list(keys),
+                        **({"gate": gates[row]} if gates is not None else {})}
+                       for row, (caption, prompts, keys) in enumerate(zip(captions, images.prompts, images.keys)))
         text_only = rank_targets(text_embeddings, self.base.index, targets)
         failures = {**{row: f"text-only query: {reason}" for row, reason in text_only.failed.items()},
                     **ranking.failed}
@@ -296,7 +324,7 @@ class DARRetriever:
         if prompts_cut is not None:
             side_values[PROMPTS_TRUNCATED] = prompts_cut
         batch = RankBatch(ranks=ranking.ranks, side_ranks={"text_only": text_only.ranks}, side_values=side_values,
-                          tied=ranking.tied, failures=failures)
+                          tied=ranking.tied, failures=failures, top=ranking.top, traces=traces)
         usage = self.usage()
         log.debug("DAR so far: %d images drawn, %d image cache hits, %d LLM calls", usage["images_generated"],
                   usage["image_cache_hits"], usage["llm_calls"], extra={USAGE_FIELD: usage})
@@ -334,11 +362,7 @@ class DARRetriever:
                             f"{state.round}", record=_record_index(state.dialogue_id), field="dialog")
         return entries[: state.round + 1]
 
-    def _image_embeddings(
-        self, states: Sequence[DialogueState], captions: Sequence[str]
-    ) -> tuple[torch.Tensor, tuple[float, ...] | None]:
-        """(B, K, D) image embeddings, and per state how many of its K prompts the generator cut (None when the
-        images are pre-generated)."""
+    def _image_embeddings(self, states: Sequence[DialogueState], captions: Sequence[str]) -> ImageBatch:
         count = self.images_per_round
         if self.image_prompt_mode == "llm":
             assert self.reformulator is not None
@@ -361,7 +385,10 @@ class DARRetriever:
             return np.concatenate(chunks)
 
         vectors = self._vectors.get_or_compute(keys, encode)
-        return torch.from_numpy(vectors).reshape(len(states), count, -1), prompts_cut
+        keys_drawn = self.image_source.image_keys(requests)
+        return ImageBatch(torch.from_numpy(vectors).reshape(len(states), count, -1), prompts_cut,
+                          [tuple(state_prompts) for state_prompts in prompts],
+                          [tuple(keys_drawn[row * count:(row + 1) * count]) for row in range(len(states))])
 
 
 def _record_index(dialogue_id: str) -> int | None:

@@ -71,6 +71,7 @@ class DualEncoderRetriever:
         self.device = device
         self.encoder: DualEncoder | None = None
         self._images: torch.Tensor | None = None
+        self.keep_top = 0  # best images listed per state, from the run context
 
     def identity(self) -> Mapping[str, Any]:
         """The encoder's identity (weights fingerprint, tokenizer, preprocessing, dtype) and the query settings.
@@ -88,6 +89,7 @@ class DualEncoderRetriever:
         if search_space.image_root is None:
             raise ConfigError(f"the {self.preset} retriever embeds the search-space images: give --image-root")
         device = self.device or context.device
+        self.keep_top = context.keep_top
         if self.encoder is None or self.encoder.device != device:
             self.encoder = load_encoder(self.settings, device, context.cache_dir, context.progress)
         encoder = self.encoder
@@ -117,7 +119,8 @@ class DualEncoderRetriever:
             return RankBatch(ranks=())
         texts = [state.query_text for state in states]
         queries = torch.cat([encoder.encode_texts(chunk) for chunk in batched(texts, self.batch_size)])
-        ranking = rank_targets(queries, self._images, [state.target_index for state in states])
+        ranking = rank_targets(queries, self._images, [state.target_index for state in states],
+                               keep_top=self.keep_top)
         return ranking.batch(side_values={QUERY_TRUNCATED: tuple(map(float, encoder.truncated(texts)))})
 
     def _loaded(self) -> DualEncoder:

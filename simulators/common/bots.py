@@ -18,7 +18,7 @@ from typing import Any
 
 from harness.hashing import derive_seed, sha256_file
 from harness.images import load_rgb
-from harness.protocols import RunContext, TextGenerator, TurnFailure, VisionGenerator
+from harness.protocols import Generated, RunContext, TextGenerator, TurnFailure, VisionGenerator
 from harness.response_cache import ResponseCache
 from harness.types import Benchmark, DialogueState
 from simulators.common.cleaning import clean_answer, clean_question
@@ -89,7 +89,8 @@ class LLMQuestioner(_CachedBot):
         raw = self.cache.get_or_compute(
             keys, lambda missing: generator.generate([prompts[i] for i in missing], [seeds[i] for i in missing])
         )
-        return [clean_question(text) if self.clean and isinstance(text, str) else text for text in raw]
+        return [text if isinstance(text, TurnFailure) else clean_question(text) if self.clean else Generated(text, text)
+                for text in raw]
 
 
 class VisionAnswerer(_CachedBot):
@@ -125,8 +126,8 @@ class VisionAnswerer(_CachedBot):
 
         raw = self.cache.get_or_compute(keys, compute)
         return [
-            clean_answer(text, question) if self.clean and isinstance(text, str) else text
-            for text, question in zip(raw, questions)
+            text if isinstance(text, TurnFailure) else clean_answer(text, question) if self.clean
+            else Generated(text, text) for text, question in zip(raw, questions)
         ]
 
     def _digest(self, target: str, path: Any) -> str:

@@ -15,14 +15,21 @@ Answers
   4. collapse whitespace and strip a trailing "?".
 
     >>> clean_question("Question: What color is the car? Answer: red")
-    'What color is the car?'
+    Generated('What color is the car?', raw='Question: What color is the car? Answer: red', rules=('question-label', 'leaked-answer'))
     >>> clean_answer("Answer: red Answer: red", "What color is the car?")
-    'red'
+    Generated('red', raw='Answer: red Answer: red', rules=('answer-label',))
+
+Each returns a ``Generated``: the cleaned text (the string itself), the raw output, and the names of the rules that
+changed it
+(question-label, leaked-answer, first-question, added-question-mark; answer-label, copied-question, later-label),
+which a run's trace keeps.
 """
 
 from __future__ import annotations
 
 import re
+
+from harness.protocols import Generated
 
 _QUESTION_LABEL = re.compile(r"^\s*(question|q)\s*:\s*", re.IGNORECASE)
 _ANSWER_LABEL = re.compile(r"^\s*(short answer|answer|a)\s*:\s*", re.IGNORECASE)
@@ -31,26 +38,44 @@ _LATER_LABEL = re.compile(r"\s(answer|question|short answer)\s*:", re.IGNORECASE
 _SPACES = re.compile(r"\s+")
 
 
-def clean_question(text: str) -> str:
-    text = _QUESTION_LABEL.sub("", text)
+def clean_question(text: str) -> Generated:
+    """The question rules in order; ``rules`` names those that changed the text."""
+    raw, rules = text, []
+    unlabelled = _QUESTION_LABEL.sub("", text)
+    if unlabelled != text:
+        rules.append("question-label")
+    text = unlabelled
     leaked = _LEAKED_ANSWER.search(" " + text)
     if leaked:
         text = (" " + text)[: leaked.start()]
+        rules.append("leaked-answer")
     text = _SPACES.sub(" ", text).strip()
     mark = text.find("?")
-    return text[: mark + 1] if mark >= 0 else (text + "?" if text else text)
+    if mark >= 0 and mark + 1 < len(text):
+        text = text[: mark + 1]
+        rules.append("first-question")
+    elif mark < 0 and text:
+        text += "?"
+        rules.append("added-question-mark")
+    return Generated(text, raw, tuple(rules))
 
 
-def clean_answer(text: str, question: str) -> str:
+def clean_answer(text: str, question: str) -> Generated:
+    """The answer rules in order; ``rules`` names those that changed the text."""
+    raw, rules = text, []
     previous = None
     while previous != text:
         previous = text
         text = _ANSWER_LABEL.sub("", text)
+    if text != raw:
+        rules.append("answer-label")
     stripped_question = question.strip()
     if stripped_question and text.strip().lower().startswith(stripped_question.lower()):
-        text = text.strip()[len(stripped_question):]
-        text = _ANSWER_LABEL.sub("", text)
+        text = _ANSWER_LABEL.sub("", text.strip()[len(stripped_question):])
+        rules.append("copied-question")
     later = _LATER_LABEL.search(" " + text)
     if later:
         text = (" " + text)[: later.start()]
-    return _SPACES.sub(" ", text).strip().rstrip("?").strip()
+        rules.append("later-label")
+    cleaned = _SPACES.sub(" ", text).strip().rstrip("?").strip()
+    return Generated(cleaned, raw, tuple(rules))

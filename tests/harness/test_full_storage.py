@@ -2,6 +2,7 @@
 that says the run resumes, and the resumed run equals an uninterrupted one."""
 
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -35,12 +36,13 @@ def test_a_file_size_limit_during_a_run_is_named_and_the_run_resumes(tmp_path: P
     clean = tmp_path / "clean"
     assert harness(*arguments, "--out", str(clean)).returncode == 0
     manifest, ranks = (clean / "manifest.json").stat().st_size, (clean / "ranks.jsonl").stat().st_size
-    assert manifest < ranks // 2, "the limit must let the manifest through and stop ranks.jsonl"
+    assert manifest < ranks // 2, "the limit must let the manifest through and stop the run's records"
 
     stopped = tmp_path / "stopped"
     result = harness(*arguments, "--out", str(stopped), limit=ranks // 2)
     assert result.returncode != 0
-    assert f"cannot write {stopped / 'ranks.jsonl'}: the file would pass a file-size limit" in result.stderr
+    assert re.search(rf"cannot write {re.escape(str(stopped))}/(ranks|trace)\.jsonl: the file would pass a file-size "
+                     "limit", result.stderr)
     assert "(EFBIG)" in result.stderr and "a run or a training resumes where it stopped" in result.stderr
     assert "Traceback" not in result.stderr
     kept = (stopped / "ranks.jsonl").read_text().splitlines()
@@ -48,6 +50,7 @@ def test_a_file_size_limit_during_a_run_is_named_and_the_run_resumes(tmp_path: P
 
     assert harness(*arguments, "--out", str(stopped)).returncode == 0
     assert (stopped / "ranks.jsonl").read_text() == (clean / "ranks.jsonl").read_text()
+    assert (stopped / "trace.jsonl").read_text() == (clean / "trace.jsonl").read_text()
 
 
 WRITE_PAST_THE_LIMIT = {

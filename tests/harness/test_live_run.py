@@ -166,3 +166,29 @@ def test_metrics_hold_the_dialogue_quality_of_what_was_evaluated(small_benchmark
     assert run_cli(*replay)[0] == 0
     replayed = json.loads((tmp_path / "replay" / "metrics.json").read_text())["DialogueQuality"]
     assert replayed["overall"]["rounds"] == small_benchmark.count * 3  # the recorded rounds the run evaluated
+
+
+def test_a_live_run_traces_every_bot_turn_raw_and_cleaned(small_benchmark, tmp_path):
+    assert run_cli(*live_args(small_benchmark, tmp_path / "live"))[0] == 0
+    lines = [json.loads(line) for line in (tmp_path / "live" / "trace.jsonl").read_text().splitlines()]
+    assert [line["dialogue_id"] for line in lines] == [record["dialogue_id"] for record in records(tmp_path / "live")]
+    first, dialog = lines[0], records(tmp_path / "live")[0]["dialog"]
+    assert [entry["round"] for entry in first["rounds"]] == [0, 1, 2, 3, 4]
+    for entry, turn in zip(first["rounds"][1:], dialog[1:]):
+        question, answer = entry["question"], entry["answer"]
+        assert turn == f"{question['text']} {answer['text']}"
+        assert {"raw", "text", "rules"} <= set(question) or set(question) == {"text"}
+    manifest = json.loads((tmp_path / "live" / "manifest.json").read_text())
+    assert manifest["identity"]["keep_top"] == 10
+    code, output = run_cli(*live_args(small_benchmark, tmp_path / "live", "--keep-top", "3"))
+    assert code != 0 and "keep_top" in output  # another --keep-top is another run
+
+
+def test_an_orphan_trace_line_is_dropped_when_the_run_is_opened_again(small_benchmark, tmp_path):
+    assert run_cli(*live_args(small_benchmark, tmp_path / "live"))[0] == 0
+    trace = tmp_path / "live" / "trace.jsonl"
+    kept = trace.read_text()
+    orphan = json.dumps({"dialogue_id": "0", "record_sha256": "0" * 64, "rounds": []})
+    trace.write_text(kept + orphan + "\n" + '{"dialogue_id": "torn')  # a crash before its record, and a torn line
+    assert run_cli(*live_args(small_benchmark, tmp_path / "live"))[0] == 0
+    assert trace.read_text() == kept

@@ -188,7 +188,9 @@ def test_pregenerated_images_in_either_layout_and_only_one_per_round(synthetic, 
                                       queries=str(synthetic.dialogue_file)), synthetic, context)
            for folder in (flat_images, by_round)}
     assert dar[by_round].image_source.layout == "round" and dar[flat_images].image_source.layout == "flat"
-    assert dar[by_round].rank(states(synthetic)) == dar[flat_images].rank(states(synthetic))
+    in_rounds, flat = dar[by_round].rank(states(synthetic)), dar[flat_images].rank(states(synthetic))
+    assert replace(in_rounds, traces=()) == replace(flat, traces=())  # the same images, named by their own files
+    assert in_rounds.traces[1]["image_keys"] == ["round1/0.jpg"] and flat.traces[1]["image_keys"] == ["0_1.jpg"]
     assert dar[by_round].image_source.identity()["files"] == 12
     (by_round / "round1" / "2.jpg").unlink()
     with pytest.raises(DataError, match="round1/2.jpg"):

@@ -198,3 +198,31 @@ def test_a_run_counts_its_cut_queries_in_the_manifest_and_per_round(tiny_blip: P
     assert cut[0] < 100.0 and cut[-1] == 100.0  # captions fit in 16 tokens, whole dialogues do not
     diagnostics = json.loads((tmp_path / "run" / "manifest.json").read_text())["diagnostics"]
     assert diagnostics["queries"] == 4 * 11 and 0 < diagnostics["queries_truncated"] < diagnostics["queries"]
+
+
+def test_the_trace_lists_each_rounds_best_images_under_the_tie_rule(tiny_blip, tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from harness.cli import main
+    from harness.fixtures.synthetic_benchmark import write_synthetic_benchmark
+
+    synthetic = write_synthetic_benchmark(tmp_path / "bench", dialogues=6, distractors=10, rounds=2)
+    result = CliRunner().invoke(main, [
+        "run", "--retriever", "cocoft", "--retriever-model", str(tiny_blip), "--benchmark", str(synthetic.dialogue_file),
+        "--search-space", str(synthetic.search_space_file), "--image-root", str(synthetic.image_root), "--rounds", "2",
+        "--keep-top", "5", "--device", "cpu", "--quiet", "--out", str(tmp_path / "run")], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    space = json.loads(synthetic.search_space_file.read_text())
+    records = {json.loads(line)["dialogue_id"]: json.loads(line)
+               for line in (tmp_path / "run" / "ranks.jsonl").read_text().splitlines()}
+    for line in (tmp_path / "run" / "trace.jsonl").read_text().splitlines():
+        trace = json.loads(line)
+        record = records[trace["dialogue_id"]]
+        target = space.index(record["target"])
+        for entry, rank in zip(trace["rounds"], record["ranks"]):
+            assert len(entry["top"]) == 5 == len(set(entry["top"]))
+            assert (target in entry["top"]) == (rank < 5)
+            if rank < 5:
+                assert entry["top"].index(target) == rank  # the same stable tie rule as the rank itself
