@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.dialogue_files import read_chatir_dialogues
-from harness.dialogue_quality import MEASURES, quality_measures
+from harness.dialogue_quality import MEASURES, format_measure, quality_measures
 from harness.errors import HarnessError
 from harness.run_dialogues import run_dialogues
 from harness.store import RunStore
@@ -46,17 +46,13 @@ def format_stats(measured: Sequence[MeasuredSource]) -> str:
     name_width = max(len(name) for name in MEASURES)
     lines = ["measure".ljust(name_width) + "".join(f"  {label:>{width}}" for label in labels)]
     for name in MEASURES:
-        cells = [_cell(item.measures[name]) for item in measured]
+        cells = [format_measure(item.measures[name]) for item in measured]
         lines.append(name.ljust(name_width) + "".join(f"  {cell:>{width}}" for cell in cells))
     lines.append("")
     lines.extend(f"{item.label}: {item.origin}" for item in measured)
     lines.append("")
     lines.extend(f"{name}: {rule}" for name, rule in MEASURES.items())
     return "\n".join(lines)
-
-
-def _cell(value: float) -> str:
-    return f"{value:,.0f}" if float(value).is_integer() else f"{value:.2f}"
 
 
 def _dialogues_of(source: Path) -> tuple[tuple[Dialogue, ...], str]:

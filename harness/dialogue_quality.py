@@ -11,8 +11,9 @@ Each ``count_*`` counter returns a ``QuirkCount``: how many rounds or dialogues 
 as examples written "record R, round T: text" so a user can look them up in the file. ``quality_measures`` gives the
 measures of ``harness dialogues stats``; each rule is in ``MEASURES``. A round is "question? answer" (ChatIR's
 format): its question is the text up to and including the first "?" (``question_of``; the whole round when it holds
-none, as a question cut before its "?" often is), its answer the text after the last "?" (``harness.turns.split_turn``). Normalising a question: lower case, every character that is not a
-letter, digit or space dropped, spaces collapsed.
+none, as a question cut before its "?" often is), its answer the text after the last "?"
+(``harness.turns.split_turn``). Normalising a question: lower case, every character that is not a letter, digit or
+space dropped, spaces collapsed.
 """
 
 from __future__ import annotations
@@ -31,9 +32,14 @@ UNCERTAIN_ANSWERS = ("i don't know", "i do not know", "dont know", "don't know",
                      "unclear", "can't see", "cannot see", "not visible", "uncertain")
 # Words that carry no content of their own: a question is "already answered" when every OTHER word of it occurs in
 # the caption or an earlier answer.
-STOPWORDS = frozenset(
-    ["a", "an", "the", "is", "are", "was", "were", "be", "been", "am", "do", "does", "did", "can", "could", "will", "would", "should", "has", "have", "had", "there", "here", "this", "that", "these", "those", "it", "its", "of", "in", "on", "at", "to", "for", "with", "by", "from", "and", "or", "but", "not", "no", "yes", "any", "some", "what", "which", "who", "whom", "whose", "where", "when", "why", "how", "much", "many", "you", "your", "i", "me", "my", "we", "our", "they", "them", "their", "he", "she", "his", "her", "one", "ones", "see", "seen", "picture", "photo", "image"]
-)
+STOPWORDS = frozenset([
+    "a", "an", "the", "is", "are", "was", "were", "be", "been", "am", "do", "does", "did", "can", "could",
+    "will", "would", "should", "has", "have", "had", "there", "here", "this", "that", "these", "those", "it",
+    "its", "of", "in", "on", "at", "to", "for", "with", "by", "from", "and", "or", "but", "not", "no", "yes",
+    "any", "some", "what", "which", "who", "whom", "whose", "where", "when", "why", "how", "much", "many",
+    "you", "your", "i", "me", "my", "we", "our", "they", "them", "their", "he", "she", "his", "her", "one",
+    "ones", "see", "seen", "picture", "photo", "image"
+])
 MEASURES: dict[str, str] = {
     "dialogues": "dialogues measured",
     "rounds": "rounds after the caption",
@@ -105,26 +111,18 @@ ROUND_MEANS = ("mean_question_words", "mean_answer_words")
 
 def quality_measures(dialogues: Sequence[Dialogue]) -> dict[str, float]:
     """Every measure of ``MEASURES`` over ``dialogues`` (counts, and means in words)."""
-    rounds = _round_tallies(dialogues)
-    measures: dict[str, float] = {name: sum(tally.counts[name] for tally in rounds) for name in ROUND_COUNTS}
-    measures["dialogues"] = len(dialogues)
-    measures["dialogues_repeating"] = count_repeated_question_dialogues(dialogues).count
-    measures["mean_question_words"] = _mean([words for tally in rounds for words in tally.question_words])
-    measures["mean_answer_words"] = _mean([words for tally in rounds for words in tally.answer_words])
-    distinct = [len({normalise_question(question_of(turn)) for turn in dialogue.turns[1:]} - {""})
-                for dialogue in dialogues]
-    measures["distinct_questions_per_dialogue"] = _mean(distinct)
-    return {name: measures[name] for name in MEASURES}
+    return _overall(dialogues, _round_tallies(dialogues))
 
 
 def quality_by_round(dialogues: Sequence[Dialogue]) -> dict[str, list[float]]:
     """The per-round measures (``ROUND_COUNTS`` and ``ROUND_MEANS``) for rounds 1, 2, ... of ``dialogues``: a
     count is of that round's turns, a mean over them."""
-    rounds = _round_tallies(dialogues)
-    table: dict[str, list[float]] = {name: [tally.counts[name] for tally in rounds] for name in ROUND_COUNTS}
-    table["mean_question_words"] = [_mean(tally.question_words) for tally in rounds]
-    table["mean_answer_words"] = [_mean(tally.answer_words) for tally in rounds]
-    return table
+    return _by_round(_round_tallies(dialogues))
+
+
+def format_measure(value: float) -> str:
+    """A measure as tables print it: a count as an integer with thousands separators, a mean with two decimals."""
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:.2f}"
 
 
 QUALITY_METRIC = "DialogueQuality"  # the metrics.json entry
@@ -133,15 +131,32 @@ QUALITY_METRIC = "DialogueQuality"  # the metrics.json entry
 def dialogue_quality_metrics(dialogues: Sequence[Dialogue]) -> dict[str, dict]:
     """The metrics.json entry: ``overall`` (``quality_measures``) and ``per_round`` (``quality_by_round``, indexed
     by round like every per-round metric: round 0, the caption, has no value)."""
-    per_round = {name: [None, *values] for name, values in quality_by_round(dialogues).items()}
-    return {"overall": quality_measures(dialogues), "per_round": per_round}
+    tallies = _round_tallies(dialogues)
+    per_round = {name: [None, *values] for name, values in _by_round(tallies).items()}
+    return {"overall": _overall(dialogues, tallies), "per_round": per_round}
+
+
+def _overall(dialogues: Sequence[Dialogue], rounds: Sequence[_RoundTally]) -> dict[str, float]:
+    measures: dict[str, float] = {name: sum(tally.counts[name] for tally in rounds) for name in ROUND_COUNTS}
+    measures["dialogues"] = len(dialogues)
+    measures["dialogues_repeating"] = count_repeated_question_dialogues(dialogues).count
+    measures.update({name: _mean([words for tally in rounds for words in tally.words[name]]) for name in ROUND_MEANS})
+    distinct = [len({normalise_question(question_of(turn)) for turn in dialogue.turns[1:]} - {""})
+                for dialogue in dialogues]
+    measures["distinct_questions_per_dialogue"] = _mean(distinct)
+    return {name: measures[name] for name in MEASURES}
+
+
+def _by_round(rounds: Sequence[_RoundTally]) -> dict[str, list[float]]:
+    table: dict[str, list[float]] = {name: [tally.counts[name] for tally in rounds] for name in ROUND_COUNTS}
+    table.update({name: [_mean(tally.words[name]) for tally in rounds] for name in ROUND_MEANS})
+    return table
 
 
 @dataclass
 class _RoundTally:
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ROUND_COUNTS, 0))
-    question_words: list[int] = field(default_factory=list)
-    answer_words: list[int] = field(default_factory=list)
+    words: dict[str, list[int]] = field(default_factory=lambda: {name: [] for name in ROUND_MEANS})  # per mean
 
 
 def _round_tallies(dialogues: Sequence[Dialogue]) -> list[_RoundTally]:
@@ -171,8 +186,8 @@ def _round_tallies(dialogues: Sequence[Dialogue]) -> list[_RoundTally]:
                 ("uncertain_answers", _uncertain(answer)),
             ):
                 tally.counts[name] += happened
-            tally.question_words.append(len(question.split()))
-            tally.answer_words.append(len(answer.split()))
+            tally.words["mean_question_words"].append(len(question.split()))
+            tally.words["mean_answer_words"].append(len(answer.split()))
             asked.add(question)
             asked_normalised.add(normalised)
             known_words |= _content_words(answer)

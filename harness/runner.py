@@ -133,9 +133,9 @@ def evaluate_chunk(
                     failures[dialogue.dialogue_id] = f"round {round_}: {turn.reason}"
                     traces[dialogue.dialogue_id].append({"round": round_, "failure": turn.reason})
                 else:
-                    produced_by = dict(turn.trace) if isinstance(turn, TracedTurn) else {}
-                    turns[dialogue.dialogue_id].append(turn.text if isinstance(turn, TracedTurn) else turn)
-                    traces[dialogue.dialogue_id].append({"round": round_, **produced_by})
+                    traced = turn if isinstance(turn, TracedTurn) else TracedTurn(turn, {})
+                    turns[dialogue.dialogue_id].append(traced.text)
+                    traces[dialogue.dialogue_id].append({"round": round_, **traced.trace})
                     still_running.append(dialogue)
             running = still_running
             if not running:
@@ -186,6 +186,12 @@ def evaluate_chunk(
     ]
 
 
+def run_context(spec: RunSpec, device: str, progress: bool) -> RunContext:
+    """The context components are prepared in, on the driver and on every worker alike."""
+    return RunContext(device=device, cache_dir=spec.cache_dir, seed=spec.seed, progress=progress,
+                      keep_top=spec.keep_top)
+
+
 def _round_entry(trace: list[dict[str, Any]], round_: int) -> dict[str, Any]:
     """The trace entry of ``round_`` (made here for round 0, which no bot produces)."""
     if not trace or trace[-1]["round"] != round_:
@@ -230,8 +236,7 @@ def run_evaluation(
             log.info("resuming %s: %d of %d dialogues already stored", spec.out, len(dialogues) - len(pending), len(dialogues))
 
         if pending:
-            context = RunContext(device=device, cache_dir=spec.cache_dir, seed=spec.seed, progress=spec.progress,
-                                 keep_top=spec.keep_top)
+            context = run_context(spec, device, spec.progress)
             # Prepared here first even when workers run elsewhere: the search-space index (and any other shared cache)
             # is built once, and the manifest records the components' identities before any record is written.
             retriever.prepare(search_space, context)
@@ -310,10 +315,7 @@ class ChunkWorkerFactory:
         if source is None:
             dialogues = self.benchmark.dialogues[: spec.limit] if spec.limit else self.benchmark.dialogues
             source, _ = _build_source(spec, self.benchmark, dialogues)
-        context = RunContext(
-            device=resolve_device(spec.device), cache_dir=spec.cache_dir, seed=spec.seed, progress=False,
-            keep_top=spec.keep_top,
-        )
+        context = run_context(spec, resolve_device(spec.device), progress=False)
         retriever.prepare(self.benchmark.search_space, context)
         source.prepare(self.benchmark, context)
         if self.identities is not None:

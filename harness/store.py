@@ -116,16 +116,6 @@ class RunStore:
         self._drop_orphan_traces()
         return True
 
-    def traces(self) -> dict[str, dict[str, Any]]:
-        """The trace line of each dialogue's stored record (dialogue id -> {"dialogue_id", "record_sha256",
-        "rounds"}): the one whose digest is the record's own, so a retried dialogue shows its latest attempt."""
-        records = {record.dialogue_id: _digest(record) for record in self.records()}
-        found: dict[str, dict[str, Any]] = {}
-        for entry in self._trace_entries():
-            if records.get(entry["dialogue_id"]) == entry["record_sha256"]:
-                found[entry["dialogue_id"]] = entry
-        return found
-
     def records(self, search_space: int | None = None, rounds: int | None = None) -> list[RunRecord]:
         """Every record, the last one per dialogue winning (a failed dialogue retried on resume is superseded);
         with ``search_space`` (its size) every rank is checked to lie in it, with ``rounds`` every finished record

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from harness.dialogue_quality import MEASURES, quality_measures
+from harness.dialogue_quality import MEASURES, format_measure, quality_measures
 from harness.errors import HarnessError
 from harness.run_dialogues import run_dialogues
 from harness.store import RunStore
@@ -135,8 +135,7 @@ def _quality_rows(comparison: Comparison) -> list[tuple[str, ...]]:
             log.warning("%s: dialogue quality not measured: %s", run.name, error)
             continue
         measures = quality_measures(dialogues)
-        rows.append((run.name, *(f"{measures[name]:,.0f}" if float(measures[name]).is_integer()
-                                 else f"{measures[name]:.2f}" for name in _QUALITY_MEASURES)))
+        rows.append((run.name, *(format_measure(measures[name]) for name in _QUALITY_MEASURES)))
     return rows
 
 
