@@ -112,12 +112,18 @@ def dialogues() -> None:
 @click.argument("run", type=click.Path(path_type=Path, file_okay=False, exists=True))
 @click.option("--out", required=True, type=click.Path(path_type=Path, dir_okay=False), help="ChatIR-format JSON file to write.")
 @click.option("--skip-failed", is_flag=True, help="Export the finished dialogues of a run that has failed ones.")
+@click.option("--reformulated", is_flag=True,
+              help="Write the S_t of a DAR/ADaFuSE run instead, as a reformulated file for --dar-queries.")
 @_user_errors
-def export(run: Path, out: Path, skip_failed: bool) -> None:
-    """Write a live RUN's generated dialogues as a ChatIR-format file (replay it with `harness run --benchmark FILE`)."""
-    from benchmarks.export import export_dialogues
+def export(run: Path, out: Path, skip_failed: bool, reformulated: bool) -> None:
+    """Write a live RUN's generated dialogues as a ChatIR-format file (replay it with `harness run --benchmark FILE`),
+    or with --reformulated a DAR/ADaFuSE RUN's captions S_t, one per round (rank them again with --dar-queries FILE:
+    the same fused ranks, no LLM call)."""
+    from benchmarks.export import export_dialogues, export_reformulated
 
-    summary = export_dialogues(run, out, skip_failed)
+    if reformulated and skip_failed:
+        raise click.UsageError("--reformulated writes every dialogue in record order; --skip-failed cannot apply")
+    summary = export_reformulated(run, out) if reformulated else export_dialogues(run, out, skip_failed)
     click.echo(f"wrote {summary.exported} dialogues to {summary.path}")
     if summary.skipped_failed:
         click.echo(f"left out {len(summary.skipped_failed)} failed dialogues: {', '.join(summary.skipped_failed[:10])}")

@@ -1,12 +1,17 @@
-"""Turn a live run's generated dialogues into a ChatIR-format benchmark file that ``harness run`` replays.
+"""Turn a live run's generated dialogues into a ChatIR-format benchmark file that ``harness run`` replays, or a DAR
+or ADaFuSE run's reformulated captions S_t into the reformulated-dialogue file ``--dar-queries`` reads.
 
     harness dialogues export runs/flan-chatir --out flan_blip2_mine.json
     harness run --benchmark flan_blip2_mine.json --search-space DATA/ChatIR_Protocol/Search_Space_val_50k.json ...
+    harness dialogues export runs/dar-flan --reformulated --out dar_flan_queries.json
+    harness run --retriever dar --dar-queries dar_flan_queries.json ...      # the same fused ranks, no LLM call
 
 Dialogues keep the run's order (numeric dialogue ids sort numerically), so an export of a run over the first N
 dialogues of a benchmark gives them the same ids again, and replaying it with the same retriever reproduces the
 live run's ranks exactly. A failed dialogue is never dropped silently: export refuses, unless told to skip failed
-dialogues, and then says how many it left out.
+dialogues, and then says how many it left out. A reformulated file pairs record i with the benchmark's dialogue i,
+so it is written only from a run whose every dialogue, from the first on, finished: S_0..S_t of each round come
+from the run's trace.jsonl, where the retriever recorded the caption it ranked with.
 """
 
 from __future__ import annotations
@@ -46,3 +51,34 @@ def export_dialogues(run: Path, out: Path, skip_failed: bool = False) -> ExportS
     dialogues = [Dialogue(record.dialogue_id, record.target, tuple(record.dialog or ())) for record in finished]
     write_chatir_dialogues(out, dialogues)
     return ExportSummary(out, len(dialogues), failed)
+
+
+def export_reformulated(run: Path, out: Path) -> ExportSummary:
+    store = RunStore(run)
+    store.read_manifest()
+    records = store.records()
+    if not records:
+        raise HarnessError(f"{run} has no stored dialogues yet")
+    failed = [record.dialogue_id for record in records if record.status != "ok"]
+    if failed:
+        raise HarnessError(f"{run} has {len(failed)} failed dialogues (first: {', '.join(failed[:5])}): a reformulated "
+                           "file needs every dialogue, since DAR pairs its record i with dialogue i; resume the run to "
+                           "retry them")
+    if sorted(record.dialogue_id for record in records) != sorted(str(index) for index in range(len(records))):
+        raise HarnessError(f"{run} holds dialogues that are not the benchmark's records 0..{len(records) - 1}, so "
+                           "their captions cannot be written in record order")
+    traces = store.traces(records)
+    dialogues = []
+    for record in sorted(records, key=lambda record: int(record.dialogue_id)):
+        rounds = traces.get(record.dialogue_id)
+        if rounds is None:
+            raise HarnessError(f"{run}: dialogue {record.dialogue_id} has no trace (a run from before trace.jsonl)")
+        captions = {entry["round"]: entry.get("retriever", {}).get("caption") for entry in rounds}
+        missing = [round_ for round_ in range(len(record.ranks)) if not isinstance(captions.get(round_), str)]
+        if missing:
+            raise HarnessError(f"{run}: dialogue {record.dialogue_id}, round {missing[0]} has no reformulated caption "
+                               "in trace.jsonl; only DAR and ADaFuSE runs record S_t")
+        dialogues.append(Dialogue(record.dialogue_id, record.target,
+                                  tuple(captions[round_] for round_ in range(len(record.ranks)))))
+    write_chatir_dialogues(out, dialogues)
+    return ExportSummary(out, len(dialogues), ())

@@ -201,6 +201,14 @@ class RunStore:
         manifest[section] = value
         atomic_write_text(self.manifest_path, json.dumps(manifest, indent=2, sort_keys=True))
 
+    def traces(self, records: Iterable[RunRecord] | None = None) -> dict[str, list[dict[str, Any]]]:
+        """The trace rounds of ``records`` (default: the latest record of every dialogue), by dialogue id. A trace
+        line belongs to the record whose ranks.jsonl line it digests, so a retried dialogue's earlier attempt never
+        stands in for its latest one; a record with no trace line (a run from before traces) is left out."""
+        wanted = {_digest(record): record.dialogue_id for record in (self.records() if records is None else records)}
+        return {wanted[entry["record_sha256"]]: list(entry.get("rounds", ()))
+                for entry in self._trace_entries() if entry.get("record_sha256") in wanted}
+
     def _trace_entries(self) -> list[dict[str, Any]]:
         if not self.trace_path.is_file():
             return []

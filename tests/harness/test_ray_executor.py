@@ -1,5 +1,5 @@
 """The Ray executor on a local two-CPU cluster: live and DAR runs give byte-identical ranks and metrics to the
-in-process executor, a worker killed mid-run loses and duplicates nothing, a worker's own error is raised as itself,
+in-process executor (and traces), a worker killed mid-run loses and duplicates nothing, a worker's own error is raised as itself,
 and without Ray the option says what to install."""
 
 from __future__ import annotations
@@ -121,6 +121,8 @@ def _spec(tiny: dict[str, Path], out: Path, **settings) -> RunSpec:
 def _assert_identical(first: Path, second: Path) -> None:
     assert (first / "ranks.jsonl").read_bytes() == (second / "ranks.jsonl").read_bytes()
     assert (first / "metrics.json").read_bytes() == (second / "metrics.json").read_bytes()
+    assert (first / "trace.jsonl").read_bytes() == (second / "trace.jsonl").read_bytes()
+    assert (first / "trace.jsonl").stat().st_size > 0
 
 
 def test_live_run_on_ray_matches_in_process(ray_cluster, tiny, tmp_path):

@@ -118,6 +118,59 @@ def test_query_file_with_image_weight_zero_equals_the_base_retriever_replay(synt
                  RunContext(device="cpu", cache_dir=tmp_path / "cache", progress=False)).rank(states(synthetic))
 
 
+def test_exported_captions_as_dar_queries_reproduce_the_fused_ranks_without_an_llm(synthetic, blips, flat_images,
+                                                                                    tiny_llm, tmp_path):
+    common = ["--retriever", "dar", "--dar-base", "cocoft", "--dar-variant", "released", "--dar-images",
+              str(flat_images), "--retriever-model", str(blips[0]), "--benchmark", str(synthetic.dialogue_file),
+              "--search-space", str(synthetic.search_space_file), "--image-root", str(synthetic.image_root),
+              "--rounds", "2", "--device", "cpu", "--quiet"]
+    runner = CliRunner()
+    through_llm = runner.invoke(main, ["run", *common, "--out", str(tmp_path / "llm"), "--cache-dir",
+                                       str(tmp_path / "cache-llm"), "--retriever-arg", f"llm={tiny_llm['llm']}",
+                                       "--retriever-arg", f"llm_args={json.dumps(tiny_llm['llm_args'])}"],
+                                catch_exceptions=False)
+    assert through_llm.exit_code == 0, through_llm.output
+    queries = tmp_path / "queries.json"
+    exported = runner.invoke(main, ["dialogues", "export", str(tmp_path / "llm"), "--reformulated", "--out",
+                                    str(queries)], catch_exceptions=False)
+    assert exported.exit_code == 0, exported.output
+    traces = [json.loads(line) for line in (tmp_path / "llm" / "trace.jsonl").read_text().splitlines()]
+    captions = {int(line["dialogue_id"]): [entry["retriever"]["caption"] for entry in line["rounds"]] for line in traces}
+    written = json.loads(queries.read_text())
+    assert [record["dialog"] for record in written] == [captions[index] for index in range(4)]
+    assert [record["img"] for record in written] == [record["img"] for record in
+                                                     json.loads(synthetic.dialogue_file.read_text())]
+    # A fresh cache: no stored reformulation can stand in, and with captions from the file no LLM is even built.
+    from_file = runner.invoke(main, ["run", *common, "--out", str(tmp_path / "file"), "--cache-dir",
+                                     str(tmp_path / "cache-file"), "--dar-queries", str(queries)],
+                              catch_exceptions=False)
+    assert from_file.exit_code == 0, from_file.output
+    manifest = json.loads((tmp_path / "file" / "manifest.json").read_text())
+    assert manifest["components"]["identities"]["retriever"]["reformulator"] is None
+
+    def ranks(run):
+        lines = [json.loads(line) for line in (tmp_path / run / "ranks.jsonl").read_text().splitlines()]
+        return {line["dialogue_id"]: (line["ranks"], line["side_ranks"]) for line in lines}
+
+    assert ranks("file") == ranks("llm")
+
+
+def test_reformulated_export_refuses_a_run_without_captions_or_with_failed_dialogues(synthetic, blips, tmp_path):
+    runner = CliRunner()
+    run = runner.invoke(main, ["run", "--retriever", "cocoft", "--retriever-model", str(blips[0]), "--benchmark",
+                               str(synthetic.dialogue_file), "--search-space", str(synthetic.search_space_file),
+                               "--image-root", str(synthetic.image_root), "--rounds", "1", "--device", "cpu",
+                               "--quiet", "--out", str(tmp_path / "base")], catch_exceptions=False)
+    assert run.exit_code == 0, run.output
+    refused = runner.invoke(main, ["dialogues", "export", str(tmp_path / "base"), "--reformulated", "--out",
+                                   str(tmp_path / "q.json")])
+    assert refused.exit_code == 1 and "round 0 has no reformulated caption" in refused.output
+    assert not (tmp_path / "q.json").exists()
+    both = runner.invoke(main, ["dialogues", "export", str(tmp_path / "base"), "--reformulated", "--skip-failed",
+                                "--out", str(tmp_path / "q.json")])
+    assert both.exit_code == 2 and "--skip-failed" in both.output
+
+
 def test_a_second_base_encoder_reuses_every_image_and_reformulation(synthetic, tiny_sd21, blips, tiny_llm, tmp_path):
     context = RunContext(device="cpu", cache_dir=tmp_path / "cache", progress=False)
     first = prepared(build_dar(base="cocoft", model=str(blips[0]), images_per_round=2, diffusion_model=str(tiny_sd21),
