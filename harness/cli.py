@@ -57,6 +57,7 @@ class HarnessGroup(LazyGroup):
         "dialogues": "benchmarks.cli:dialogues",
         "convert": "retrievers.dual_encoders.cli:convert",
         "report": "reports.cli:report",
+        "view": "reports.cli:view",
         "export": "reports.cli:export",
         "bench": "harness.bench.cli:bench",
     },
@@ -228,15 +229,15 @@ def _run_one(spec: RunSpec) -> None:
 @click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path, file_okay=False, exists=True))
 def metrics_command(runs: tuple[Path, ...]) -> None:
     """Recompute and print the metrics of stored RUN directories from their ranks.jsonl."""
-    from harness.dialogue_quality import dialogue_quality_metrics
     from harness.metrics import run_metrics
-    from harness.run_dialogues import run_dialogues
+    from harness.run_dialogues import run_dialogues, run_quality
     from harness.store import RunStore
     from harness.tables import format_quality_table, format_round_table
 
     for run in runs:
         store = RunStore(run)
-        records = [record for record in store.checked_records() if record.status == "ok"]
+        every_record = store.checked_records()
+        records = [record for record in every_record if record.status == "ok"]
         if not records:
             raise HarnessError(f"{run} has no finished dialogues yet")
         metrics = run_metrics(records)
@@ -247,7 +248,7 @@ def metrics_command(runs: tuple[Path, ...]) -> None:
         except HarnessError as error:
             click.echo(f"dialogue quality not measured: {error}\n")
             continue
-        click.echo(f"{format_quality_table(dialogue_quality_metrics(dialogues))}\n(of the {origin})\n")
+        click.echo(f"{format_quality_table(run_quality(store, every_record, dialogues))}\n(of the {origin})\n")
 
 
 @main.command("demo")

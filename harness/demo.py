@@ -34,9 +34,10 @@ def run_demo(out: Path | None = None, progress: bool = True, *, report_command: 
     blip = {"model": str(models["tiny-blip"])}
     live = {
         "questioner": "flan",
-        "questioner_args": {"model": str(models["tiny-flan-t5"])},
+        # Random weights write no real questions: the demo keeps them, flagged in the trace, instead of redrawing.
+        "questioner_args": {"model": str(models["tiny-flan-t5"]), "on_invalid": "keep"},
         "answerer": "blip2",
-        "answerer_args": {"model": str(models["tiny-blip2"])},
+        "answerer_args": {"model": str(models["tiny-blip2"]), "on_invalid": "keep"},
     }
     dar = {
         **blip,
@@ -77,14 +78,15 @@ def run_demo(out: Path | None = None, progress: bool = True, *, report_command: 
         click.echo(format_round_table(result.metrics))
     _write_report(report_command, root, [root / "runs" / name for name, *_ in runs.values()],
                   [name for name, *_ in runs.values()])
-    click.echo(f"\n{BANNER}\nEverything the demo wrote (runs, caches, report) is in {root}; delete it when done.")
+    click.echo(f"\n{BANNER}\nEverything the demo wrote (runs, caches, report, explorer) is in {root}; delete it when done.")
     return results
 
 
 def _write_report(report: click.Command, root: Path, run_dirs: list[Path], names: list[str]) -> None:
-    """Compare the demo's runs with the same `harness report` command a user runs."""
+    """Compare the demo's runs with the same `harness report` command a user runs, and write the dialogue explorer
+    (every run's turns, ranks and best images per round) beside it."""
     arguments = [str(directory) for directory in run_dirs] + ["--out", str(root / "report")]
     for label in names:
         arguments += ["--name", label]
-    arguments += ["--permutations", "2000", "--bootstrap", "500"]
+    arguments += ["--permutations", "2000", "--bootstrap", "500", "--view", str(root / "explorer")]
     report.main(arguments, prog_name="harness report", standalone_mode=False)

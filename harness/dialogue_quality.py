@@ -19,8 +19,9 @@ space dropped, spaces collapsed.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from harness.turns import split_turn
 from harness.types import Dialogue
@@ -134,6 +135,47 @@ def dialogue_quality_metrics(dialogues: Sequence[Dialogue]) -> dict[str, dict]:
     tallies = _round_tallies(dialogues)
     per_round = {name: [None, *values] for name, values in _by_round(tallies).items()}
     return {"overall": _overall(dialogues, tallies), "per_round": per_round}
+
+
+GENERATION_MEASURES: dict[str, str] = {
+    "turns_redrawn": "generated outputs (questions, answers, DAR captions and image prompts) whose first draw was "
+                     "invalid and a redraw valid",
+    "turns_kept_invalid": "outputs invalid in every draw and kept (on_invalid=keep)",
+    "turns_failed_invalid": "outputs invalid in every draw, failing their dialogue",
+}
+TRACED_OUTPUTS = (("question",), ("answer",), ("retriever", "reformulation"),
+                  ("retriever", "image_prompt_reformulation"))  # where a trace round holds generated outputs
+
+
+def generation_measures(traces: Iterable[Sequence[Mapping[str, Any]]], failed_dialogues: int) -> dict[str, Any]:
+    """What the runs' traces say of invalid outputs (``GENERATION_MEASURES``), per round and overall, plus the
+    number of failed dialogues. Read from trace.jsonl rounds: an output with rejected draws and a final one (``raw``)
+    was redrawn; one with rejected draws only failed; one whose rules name ``invalid:...`` was kept."""
+    per_round: dict[str, list[int]] = {name: [] for name in GENERATION_MEASURES}
+    for rounds in traces:
+        for entry in rounds:
+            round_ = int(entry.get("round", 0))
+            for counts in per_round.values():
+                counts.extend([0] * (round_ + 1 - len(counts)))
+            for output in _traced_outputs(entry):
+                rejected, final = bool(output.get("rejected")), "raw" in output
+                per_round["turns_redrawn"][round_] += rejected and final
+                per_round["turns_failed_invalid"][round_] += rejected and not final and "error" not in output
+                per_round["turns_kept_invalid"][round_] += any(str(rule).startswith("invalid:")
+                                                               for rule in output.get("rules", ()))
+    overall = {name: sum(counts) for name, counts in per_round.items()}
+    return {"overall": {**overall, "failed_dialogues": failed_dialogues}, "per_round": per_round}
+
+
+def _traced_outputs(entry: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    outputs = []
+    for path in TRACED_OUTPUTS:
+        value: Any = entry
+        for key in path:
+            value = value.get(key) if isinstance(value, Mapping) else None
+        if isinstance(value, Mapping):
+            outputs.append(value)
+    return outputs
 
 
 def _overall(dialogues: Sequence[Dialogue], rounds: Sequence[_RoundTally]) -> dict[str, float]:

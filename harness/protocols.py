@@ -11,7 +11,7 @@ A retriever is anything with ``prepare`` and ``rank``:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, Self, runtime_checkable
 
@@ -73,27 +73,36 @@ class Answerer(Protocol):
 
 class Generated(str):
     """A bot's output after post-processing: the string itself is the text the dialogue gets (so a Generated is used
-    wherever a plain answer is), ``raw`` the model's output and ``rules`` the cleaning rules that changed it (kept in
-    the run's trace)."""
+    wherever a plain answer is), ``raw`` the model's output, ``rules`` the cleaning rules that changed it and
+    ``rejected`` the invalid draws before it (``harness.turn_validity``), all kept in the run's trace."""
 
     raw: str
     rules: tuple[str, ...]
+    rejected: tuple[Mapping[str, Any], ...]
 
-    def __new__(cls, text: str, raw: str | None = None, rules: tuple[str, ...] = ()) -> Self:
+    def __new__(cls, text: str, raw: str | None = None, rules: tuple[str, ...] = (),
+                rejected: tuple[Mapping[str, Any], ...] = ()) -> Self:
         generated = super().__new__(cls, text)
         generated.raw = text if raw is None else raw
         generated.rules = tuple(rules)
+        generated.rejected = tuple(rejected)
         return generated
 
     @property
     def text(self) -> str:
         return str(self)
 
+    def trace(self) -> dict[str, Any]:
+        """What a run's trace keeps of this output."""
+        rejected = {"rejected": [dict(entry) for entry in self.rejected]} if self.rejected else {}
+        return {"raw": self.raw, "text": self.text, "rules": list(self.rules), **rejected}
+
     def __reduce__(self) -> tuple[Any, ...]:  # for Ray workers: str's own pickling would drop raw and rules
-        return Generated, (str(self), self.raw, self.rules)
+        return Generated, (str(self), self.raw, self.rules, self.rejected)
 
     def __repr__(self) -> str:
-        return f"Generated({str(self)!r}, raw={self.raw!r}, rules={self.rules!r})"
+        rejected = f", rejected={self.rejected!r}" if self.rejected else ""
+        return f"Generated({str(self)!r}, raw={self.raw!r}, rules={self.rules!r}{rejected})"
 
 
 @dataclass(frozen=True)
@@ -107,9 +116,11 @@ class TracedTurn:
 
 @dataclass(frozen=True)
 class TurnFailure:
-    """A turn that could not be produced (for example an API call that failed after its retries)."""
+    """A turn that could not be produced (for example an API call that failed after its retries, or every draw
+    invalid); ``trace`` holds what the run's trace keeps of it (the rejected draws)."""
 
     reason: str
+    trace: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
 
 @runtime_checkable

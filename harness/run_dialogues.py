@@ -2,14 +2,17 @@
 recorded rounds of the file a replay run read (as its manifest names it), cut to the rounds the run evaluated.
 
     dialogues, origin = run_dialogues(RunStore(Path("runs/flan-live")), records)
+    quality = run_quality(store, records, dialogues)       # metrics.json's DialogueQuality
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from harness.dialogue_files import read_chatir_dialogues
+from harness.dialogue_quality import dialogue_quality_metrics, generation_measures
 from harness.errors import HarnessError
 from harness.store import RunStore
 from harness.types import Dialogue, RunRecord
@@ -33,3 +36,14 @@ def run_dialogues(store: RunStore, records: Sequence[RunRecord]) -> tuple[tuple[
 def replayed_rounds(dialogue: Dialogue, record: RunRecord) -> Dialogue:
     """``dialogue`` cut to the rounds ``record`` was ranked at (the run's --rounds, or where it failed)."""
     return Dialogue(dialogue.dialogue_id, dialogue.target, dialogue.turns[: max(1, len(record.ranks))])
+
+
+def run_quality(store: RunStore, records: Sequence[RunRecord], dialogues: Sequence[Dialogue]) -> dict[str, Any]:
+    """metrics.json's ``DialogueQuality``: the measures of the finished ``dialogues`` and, from the trace of every
+    record (failed ones too), how many outputs were redrawn, kept invalid or failed, and how many dialogues failed."""
+    quality = dialogue_quality_metrics(dialogues)
+    generation = generation_measures(store.traces(records).values(),
+                                     sum(record.status != "ok" for record in records))
+    quality["overall"].update(generation["overall"])
+    quality["per_round"].update(generation["per_round"])
+    return quality

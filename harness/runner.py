@@ -34,14 +34,14 @@ from typing import Any
 
 from harness.config import RunSpec
 from harness.devices import resolve_device
-from harness.dialogue_quality import QUALITY_METRIC, dialogue_quality_metrics, looks_reformulated, question_free_share
+from harness.dialogue_quality import QUALITY_METRIC, looks_reformulated, question_free_share
 from harness.errors import ConfigError, DataError, HarnessError
 from harness.executors import Executor, make_executor
 from harness.metrics import run_metrics
 from harness.progress import progress_bar
 from harness.protocols import DialogueSource, Retriever, RunContext, TracedTurn, TurnFailure
 from harness.registry import REGISTRY, ComponentRecord
-from harness.run_dialogues import replayed_rounds
+from harness.run_dialogues import replayed_rounds, run_quality
 from harness.sources import LiveSource, ReplaySource
 from harness.store import RunStore, describe_differences
 from harness.types import PROMPTS_TRUNCATED, QUERY_TRUNCATED, Benchmark, Dialogue, DialogueState, RunRecord, batched
@@ -131,7 +131,7 @@ def evaluate_chunk(
             for dialogue, turn in zip(running, produced):
                 if isinstance(turn, TurnFailure):
                     failures[dialogue.dialogue_id] = f"round {round_}: {turn.reason}"
-                    traces[dialogue.dialogue_id].append({"round": round_, "failure": turn.reason})
+                    traces[dialogue.dialogue_id].append({"round": round_, "failure": turn.reason, **turn.trace})
                 else:
                     traced = turn if isinstance(turn, TracedTurn) else TracedTurn(turn, {})
                     turns[dialogue.dialogue_id].append(traced.text)
@@ -368,9 +368,9 @@ def _finish(store: RunStore, dialogues: Sequence[Dialogue], evaluated: int, reus
         metrics = run_metrics(succeeded)
     metrics.update({"dialogues": len(succeeded), "failed_dialogues": [record.dialogue_id for record in failed]})
     by_id = {dialogue.dialogue_id: dialogue for dialogue in dialogues}
-    metrics[QUALITY_METRIC] = dialogue_quality_metrics(
-        [Dialogue(record.dialogue_id, record.target, record.dialog) if record.dialog is not None
-         else replayed_rounds(by_id[record.dialogue_id], record) for record in succeeded])
+    metrics[QUALITY_METRIC] = run_quality(store, selected, [
+        Dialogue(record.dialogue_id, record.target, record.dialog) if record.dialog is not None
+        else replayed_rounds(by_id[record.dialogue_id], record) for record in succeeded])
     store.write_metrics(metrics)
     diagnostics = _truncation_diagnostics(succeeded)
     if diagnostics:

@@ -63,9 +63,10 @@ class LiveSource:
         for index, question in enumerate(questions):
             answer = answer_of.get(index)
             if isinstance(question, TurnFailure):
-                turns.append(TurnFailure(f"questioner: {question.reason}"))
+                turns.append(TurnFailure(f"questioner: {question.reason}", _failure_trace("question", question)))
             elif isinstance(answer, TurnFailure) or answer is None:
-                turns.append(TurnFailure(f"answerer: {answer.reason if answer else 'no answer'}"))
+                trace = {"question": _trace(question), **_failure_trace("answer", answer)}
+                turns.append(TurnFailure(f"answerer: {answer.reason if answer else 'no answer'}", trace))
             else:
                 turns.append(TracedTurn(format_turn(_text(question), _text(answer)),
                                         {"question": _trace(question), "answer": _trace(answer)}))
@@ -78,9 +79,12 @@ def _text(output: str | Generated | TurnFailure) -> str:
 
 def _trace(output: str | Generated) -> dict[str, Any]:
     """A bot's output as the trace keeps it (a plug-in bot returning plain text has no raw output to show)."""
-    if isinstance(output, Generated):
-        return {"raw": output.raw, "text": output.text, "rules": list(output.rules)}
-    return {"text": output}
+    return output.trace() if isinstance(output, Generated) else {"text": output}
+
+
+def _failure_trace(role: str, failure: TurnFailure | None) -> dict[str, Any]:
+    """What a failed bot turn leaves in the trace: its rejected draws, if it made any."""
+    return {role: dict(failure.trace)} if failure is not None and failure.trace else {}
 
 
 def _check(role: str, produced: Sequence[Any], expected: Sequence[Any]) -> None:

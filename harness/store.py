@@ -21,6 +21,7 @@ from typing import Any
 
 from harness.atomic import atomic_write_text, remove_stale_temporaries
 from harness.errors import ConfigError, DataError, raise_storage_error
+from harness.secrets import environment_secrets, scrub_secrets
 from harness.types import RunRecord, parse_ranks
 
 MANIFEST = "manifest.json"
@@ -173,14 +174,18 @@ class RunStore:
         """Append the records' traces to trace.jsonl, then the records to ranks.jsonl: a crash between the two
         leaves a trace line no record matches, which the next open drops (its dialogue is evaluated again)."""
         records = list(records)
-        traces = "".join(json.dumps({"dialogue_id": record.dialogue_id, "record_sha256": _digest(record),
-                                     "rounds": list(record.trace)}, ensure_ascii=False) + "\n"
-                         for record in records if record.trace is not None)
+        # What a bot or an LLM wrote may hold an API key a server echoed: it reaches neither file. A trace line
+        # digests its record's line as stored (scrubbed), which is what reading the record back reproduces.
+        secrets = environment_secrets()
+        lines = [scrub_secrets(record.to_json(), secrets) for record in records]
+        traces = "".join(scrub_secrets(json.dumps({
+            "dialogue_id": record.dialogue_id, "record_sha256": hashlib.sha256(line.encode("utf-8")).hexdigest(),
+            "rounds": list(record.trace)}, ensure_ascii=False), secrets) + "\n"
+            for record, line in zip(records, lines) if record.trace is not None)
         if traces:
             self._append_text(self.trace_path, traces)
-        lines = "".join(record.to_json() + "\n" for record in records)
         if lines:
-            self._append_text(self.ranks_path, lines)
+            self._append_text(self.ranks_path, "".join(line + "\n" for line in lines))
 
     @staticmethod
     def _append_text(path: Path, lines: str) -> None:

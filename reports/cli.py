@@ -1,7 +1,8 @@
-"""``harness report`` and ``harness export trec`` (mounted lazily by ``harness.cli``).
+"""``harness report``, ``harness view`` and ``harness export trec`` (mounted lazily by ``harness.cli``).
 
     harness report runs/chatir-visdial runs/dar-visdial runs/adafuse-visdial --baseline chatir-visdial \\
-                   --out reports/visdial --metric Hits@1 --metric Hits@5
+                   --out reports/visdial --metric Hits@1 --metric Hits@5 --view reports/visdial/explorer
+    harness view runs/chatir-visdial runs/dar-visdial --out explorer --sample 100 --seed 0
     harness export trec runs/chatir-visdial --out trec/chatir-visdial
 
 Lists are repeatable options (``--metric Hits@1 --metric Hits@5``), never comma-split strings.
@@ -9,11 +10,17 @@ Lists are repeatable options (``--metric Hits@1 --metric Hits@5``), never comma-
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from reports.compare import PRIMARY_CHOICES, ReportSettings
+from reports.explorer.data import Selection
+
+if TYPE_CHECKING:
+    from reports.explorer.site import ExplorerSite
 
 RUN_PATH = click.Path(path_type=Path, file_okay=False, exists=True)
 
@@ -41,6 +48,8 @@ RUN_PATH = click.Path(path_type=Path, file_okay=False, exists=True)
 @click.option("--correction", type=click.Choice(["holm", "bh"]), default="holm", show_default=True,
               help="Multiple-comparison correction: Holm (family-wise error) or Benjamini-Hochberg (false discovery "
                    "rate).")
+@click.option("--view", "view_dir", type=click.Path(path_type=Path, file_okay=False),
+              help="Also write a dialogue explorer of the runs there (pages for 100 dialogues), linked both ways.")
 def report(
     runs: tuple[Path, ...],
     out: Path,
@@ -53,6 +62,7 @@ def report(
     seed: int,
     alpha: float,
     correction: str,
+    view_dir: Path | None,
 ) -> None:
     """Compare RUN directories (same benchmark files, same dialogues) with significance tests; write tables,
     plots and CSV files into --out."""
@@ -65,11 +75,55 @@ def report(
     comparison = compare_runs(load_runs(list(runs), list(names) or None), settings)
     for warning in comparison.warnings:
         click.echo(f"warning: {warning}", err=True)
-    files = write_report(comparison, out)
+    explorer = None
+    if view_dir is not None:
+        report_html = Path(os.path.relpath(Path(out) / "report.html", view_dir))
+        explorer = build_view(list(runs), view_dir, list(names) or None, Selection(), report_link=report_html.as_posix())
+        click.echo(f"explorer written to {explorer.index}")
+    files = write_report(comparison, out,
+                         explorer=Path(os.path.relpath(explorer.index, out)) if explorer is not None else None)
     for sentence in headline(comparison):
         click.echo(sentence)
     click.echo(f"report written to {files.directory}: {files.markdown.name}, {files.html.name}, {files.latex.name}, "
                f"{files.results.name}, {files.tests.name}, {len(files.plots)} plots")
+
+
+@click.command("view")
+@click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path, file_okay=False, exists=True))
+@click.option("--out", required=True, type=click.Path(path_type=Path, file_okay=False),
+              help="Folder of the explorer (open its index.html from disk).")
+@click.option("--name", "names", multiple=True, help="System name for each RUN, in order (default: directory names).")
+@click.option("--limit", type=click.IntRange(min=0), help="Pages and thumbnails for the first N dialogues "
+              "(default 100).")
+@click.option("--sample", type=click.IntRange(min=0), help="Pages for N dialogues drawn at random (see --seed).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of --sample.")
+@click.option("--dialogues", "dialogue_ids", multiple=True, metavar="ID",
+              help="Pages for these dialogue ids (repeatable).")
+@click.option("--image-root", type=click.Path(path_type=Path, file_okay=False, exists=True),
+              help="Where the search-space images are (default: the run's --image-root).")
+@click.option("--cache-dir", type=click.Path(path_type=Path, file_okay=False, exists=True),
+              help="The cache holding DAR's generated images (default: the run's --cache-dir).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def view(runs: tuple[Path, ...], out: Path, names: tuple[str, ...], limit: int | None, sample: int | None,
+         seed: int, dialogue_ids: tuple[str, ...], image_root: Path | None, cache_dir: Path | None,
+         quiet: bool) -> None:
+    """Write a dialogue explorer of RUN directories (one benchmark; replay or live, any retriever) into --out: a
+    sortable, filterable table of every dialogue with each system's ranks, and a page per selected dialogue with its
+    turns, raw outputs, S_t, generated images and best images per round."""
+    site = build_view(list(runs), out, list(names) or None, Selection(limit, sample, seed, dialogue_ids),
+                      image_root=image_root, cache_dir=cache_dir, progress=not quiet)
+    click.echo(f"explorer written to {site.index} ({site.pages} dialogue pages, {site.thumbnails} thumbnails made)")
+
+
+def build_view(runs: list[Path], out: Path, names: list[str] | None, selection: Selection,
+               image_root: Path | None = None, cache_dir: Path | None = None, report_link: str | None = None,
+               progress: bool = True) -> ExplorerSite:
+    from reports.explorer.data import load_explorer_data
+    from reports.explorer.site import write_explorer
+    from reports.runs import load_runs
+
+    data = load_explorer_data(load_runs(runs, names), selection, image_root)
+    return write_explorer(data, out, report_link=report_link, cache_dir=cache_dir, progress=progress)
 
 
 @click.group("export")

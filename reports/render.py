@@ -76,10 +76,12 @@ class ReportFiles:
     results: Path
     tests: Path
     plots: tuple[Path, ...]
+    explorer: Path | None = None  # the dialogue explorer's index.html, relative to the report's folder
 
 
-def write_report(comparison: Comparison, out: Path) -> ReportFiles:
-    """Write every report file into ``out`` (created) and return their paths."""
+def write_report(comparison: Comparison, out: Path, explorer: Path | None = None) -> ReportFiles:
+    """Write every report file into ``out`` (created) and return their paths; ``explorer`` (the index of a dialogue
+    explorer of the same runs, relative to ``out``) is linked from the runs section."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     plots = [plot_curves(comparison, metric, out / plot_file_name(metric)) for metric in comparison.settings.round_metrics]
@@ -94,6 +96,7 @@ def write_report(comparison: Comparison, out: Path) -> ReportFiles:
         results=out / "results.csv",
         tests=out / "tests.csv",
         plots=tuple(plots),
+        explorer=explorer,
     )
     files.markdown.write_text(render_markdown(comparison, files), encoding="utf-8")
     files.html.write_text(render_html(comparison, files), encoding="utf-8")
@@ -185,6 +188,9 @@ def render_markdown(comparison: Comparison, files: ReportFiles) -> str:
     parts += ["## Plots", ""]
     parts += [f"![{plot.stem}]({plot.name})" for plot in files.plots] + [""]
     parts += ["## Runs", "", to_markdown(_plain_table(_RUN_HEADER, _run_rows(comparison))), ""]
+    if files.explorer is not None:
+        parts += [f"Every dialogue of these runs, turn by turn: [the dialogue explorer]({files.explorer.as_posix()}).",
+                  ""]
     parts += ["## Dialogue quality", "", to_markdown(_plain_table(_QUALITY_HEADER, _quality_rows(comparison))), "",
               _QUALITY_NOTE, ""]
     parts += ["## Methods", ""] + [f"- {line}" for line in describe_methods(comparison.settings)] + [""]
@@ -220,6 +226,9 @@ def render_html(comparison: Comparison, files: ReportFiles) -> str:
     body.append("<h2>Plots</h2>")
     body += ['<div class="plots">'] + [_embedded_image(by_name[name]) for name in by_name] + ["</div>"]
     body += ["<h2>Runs</h2>", to_html(_plain_table(_RUN_HEADER, _run_rows(comparison)))]
+    if files.explorer is not None:
+        body.append(f'<p>Every dialogue of these runs, turn by turn: <a href="{html.escape(files.explorer.as_posix())}">'
+                    "the dialogue explorer</a>.</p>")
     body += ["<h2>Dialogue quality</h2>", to_html(_plain_table(_QUALITY_HEADER, _quality_rows(comparison))),
              f"<p>{html.escape(_QUALITY_NOTE)}</p>"]
     body += ["<h2>Methods</h2>", '<ul class="methods">']

@@ -136,11 +136,11 @@ def pair_runs(runs: Sequence[LoadedRun]) -> list[PairedRuns]:
 def _pair_group(benchmark: str, runs: Sequence[LoadedRun]) -> PairedRuns:
     reference = runs[0]
     for run in runs[1:]:
-        _check_same_benchmark(benchmark, reference, run)
+        check_same_benchmark(benchmark, reference, run)
 
     all_ids = [[record.dialogue_id for record in run.records] for run in runs]
     for run, ids in zip(runs[1:], all_ids[1:]):
-        _check_same_dialogues(benchmark, reference, all_ids[0], run, ids)
+        check_same_dialogues(benchmark, reference, all_ids[0], run, ids)
 
     failed = {run.name: set(run.failed_ids) for run in runs}
     excluded_set = set().union(*failed.values())
@@ -191,7 +191,7 @@ def _pair_group(benchmark: str, runs: Sequence[LoadedRun]) -> PairedRuns:
     )
 
 
-def _check_same_benchmark(benchmark: str, reference: LoadedRun, run: LoadedRun) -> None:
+def check_same_benchmark(benchmark: str, reference: LoadedRun, run: LoadedRun) -> None:
     mine, theirs = reference.benchmark_files, run.benchmark_files
     differences = []
     for role in sorted(set(mine) | set(theirs)):
@@ -205,14 +205,14 @@ def _check_same_benchmark(benchmark: str, reference: LoadedRun, run: LoadedRun) 
         )
 
 
-def _check_same_dialogues(
+def check_same_dialogues(
     benchmark: str, reference: LoadedRun, reference_ids: list[str], run: LoadedRun, ids: list[str]
 ) -> None:
     mine, theirs = set(reference_ids), set(ids)
     if mine == theirs:
         return
-    only_mine = sorted(mine - theirs, key=_natural)
-    only_theirs = sorted(theirs - mine, key=_natural)
+    only_mine = sorted(mine - theirs, key=natural_order)
+    only_theirs = sorted(theirs - mine, key=natural_order)
     parts = [f"{reference.name} has {len(mine)} dialogues, {run.name} has {len(theirs)}"]
     if only_mine:
         parts.append(f"{len(only_mine)} only in {reference.name} (first: {', '.join(only_mine[:5])})")
@@ -225,5 +225,5 @@ def _check_same_dialogues(
     )
 
 
-def _natural(dialogue_id: str) -> tuple[int, int | str]:
+def natural_order(dialogue_id: str) -> tuple[int, int | str]:
     return (0, int(dialogue_id)) if dialogue_id.isdigit() else (1, dialogue_id)

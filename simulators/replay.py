@@ -34,8 +34,9 @@ class _RecordedTurns:
 
 
 class ReplayQuestioner(_RecordedTurns):
-    """The benchmark's recorded questions (the text up to the last "?" of each turn). A turn without a "?" holds no
-    question to re-ask, so its dialogue fails (naming the turn) instead of sending the answerer an empty question."""
+    """The benchmark's recorded questions (the text up to the last "?" of each turn). A turn without a "?", or with
+    nothing before it, holds no question to re-ask, so its dialogue fails (naming the turn) instead of sending the
+    answerer an empty question: unlike a generating bot's, a recorded turn cannot be redrawn."""
 
     def identity(self) -> Mapping[str, Any]:
         return {"role": "questioner", "name": "replay"}
@@ -45,10 +46,11 @@ class ReplayQuestioner(_RecordedTurns):
         for state in states:
             turn = self.recorded(state)
             question = split_turn(turn)[0]
-            questions.append(question or TurnFailure(
-                f"dialogue {state.dialogue_id}, round {state.round + 1}: the recorded turn {turn!r} has no '?', "
-                "so it holds no question to replay"
-            ))
+            problem = "has no '?'" if not question else "asks an empty question" if not question.strip("? ") else ""
+            questions.append(TurnFailure(
+                f"dialogue {state.dialogue_id}, round {state.round + 1}: the recorded turn {turn!r} {problem}, "
+                "so it holds no question to replay (a recorded turn cannot be redrawn)"
+            ) if problem else question)
         return questions
 
 

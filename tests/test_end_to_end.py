@@ -104,3 +104,18 @@ def test_demo_runs_offline_and_reports_known_oracle_metrics(tmp_path):
     assert run_demo(tmp_path / "demo", progress=False, report_command=report_command) == results
     report = tmp_path / "demo" / "report"
     assert (report / "report.html").is_file() and (report / "results.csv").is_file()
+    # The live and the DAR run each keep their full trace, and the explorer shows it.
+    def first_trace(run: str) -> list[dict]:
+        return json.loads((tmp_path / "demo" / "runs" / run / "trace.jsonl").read_text().splitlines()[0])["rounds"]
+
+    live_trace, dar_trace = first_trace("live"), first_trace("dar")
+    assert [entry["round"] for entry in live_trace] == list(range(11)) == [entry["round"] for entry in dar_trace]
+    assert all({"raw", "text", "rules"} <= set(entry["question"]) and "raw" in entry["answer"]
+               for entry in live_trace[1:])
+    assert all(len(entry["top"]) == 10 for entry in live_trace)
+    assert all(entry["retriever"]["caption"] and len(entry["retriever"]["image_keys"]) == 1 for entry in dar_trace)
+    explorer = tmp_path / "demo" / "explorer"
+    assert len(list((explorer / "dialogues").iterdir())) == 12
+    page = (explorer / "dialogues" / "0.html").read_text(encoding="utf-8")
+    assert live_trace[1]["question"]["text"] in page and "generated images" in page
+    assert 'href="../explorer/index.html"' in (report / "report.html").read_text(encoding="utf-8")

@@ -45,6 +45,7 @@ from harness.command_line import parse_argument
 from harness.devices import resolve_device
 from harness.protocols import RunContext
 from harness.registry import REGISTRY
+from harness.turn_validity import InvalidPolicy
 from harness.types import Benchmark, DialogueState
 
 FULL_BENCHMARKS = ("visdial-val", "chatgpt-blip2", "human-blip2", "flan-blip2")
@@ -225,11 +226,13 @@ def measure_stages(
 
     reformulator = _find(retriever, "reformulator")
     if reformulator is not None:
+        # One draw per prompt: random weights write invalid text, and timing its redraws would time another job.
+        reformulator.policy = InvalidPolicy("keep")
         prefixes = [(f"{state.caption} (bench {time.time_ns()})", *state.query_turns[1:]) for state in states]
         seconds, captions = timed(lambda: reformulator.captions(prefixes), device)
         figures["reformulation R1"] = StageFigure("reformulation R1", "captions", count, seconds)
         k = _images_per_round(retriever)
-        seconds, _ = timed(lambda: reformulator.image_prompts(captions, k), device)
+        seconds, _ = timed(lambda: reformulator.image_prompts(captions, k, prefixes), device)
         figures["reformulation R2"] = StageFigure("reformulation R2", "prompt lists", count, seconds)
 
     generator = _find(retriever, "image_source.generator")

@@ -20,6 +20,7 @@ import torch
 
 from harness.errors import ConfigError
 from harness.hashing import sha256_file, stable_hash
+from harness.turn_validity import InvalidPolicy
 from retrievers.adafuse.model import (
     CONFIG_FILE,
     MODEL_FILE,
@@ -134,6 +135,9 @@ def build_adafuse(
     llm_args: Mapping[str, Any] | None = None,
     caption_prompt: str = "dar_caption",
     image_prompt: str = "dar_image_prompts",
+    clean_reformulations: bool = True,
+    on_invalid: str = "resample",
+    max_resamples: int = 2,
     queries: str | None = None,
     images: str | None = None,
     diffusion: str = "auto",
@@ -164,7 +168,8 @@ def build_adafuse(
         schedule.images_per_round if images_per_round is None else images_per_round, query_mode or "entry",
         image_prompts or default_image_prompts, base=base, model=model, tokenizer=tokenizer, dtype=dtype,
         max_text_tokens=max_text_tokens, llm=llm, llm_args=llm_args, caption_prompt=caption_prompt,
-        image_prompt=image_prompt, queries=queries, images=images, diffusion=diffusion,
+        image_prompt=image_prompt, llm_policy=InvalidPolicy(on_invalid, max_resamples),
+        clean_reformulations=clean_reformulations, queries=queries, images=images, diffusion=diffusion,
         diffusion_model=diffusion_model, steps=steps, guidance_scale=guidance_scale, size=size,
         diffusion_dtype=diffusion_dtype, diffusion_batch_size=diffusion_batch_size, max_sequence_length=max_sequence_length,
         image_seed=image_seed,

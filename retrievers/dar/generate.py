@@ -35,8 +35,9 @@ from harness.errors import ConfigError, HarnessError
 from harness.executors import Executor, make_executor
 from harness.image_cache import ImageCache
 from harness.protocols import RunContext
+from harness.turn_validity import InvalidTurn
 from harness.types import Dialogue, DialogueState, batched
-from retrievers.dar.retriever import DARRetriever, GeneratedImages, build_dar
+from retrievers.dar.retriever import DARRetriever, GeneratedImages, build_dar, prompt_lines
 
 
 @dataclass(frozen=True)
@@ -135,14 +136,12 @@ def dar_image_requests(retriever: DARRetriever, dialogues: Sequence[Dialogue], r
         return []
     if retriever.queries is not None:
         retriever._check_query_records(states)
-    captions = [caption[-1] for caption in retriever._captions_up_to_round(states)]
-    count = images_per_round(retriever)
-    if retriever.image_prompt_mode == "llm":
-        assert retriever.reformulator is not None
-        prompts = retriever.reformulator.image_prompts(captions, count)
-    else:
-        prompts = [[caption] * count for caption in captions]
-    return [(prompt, replicate) for state_prompts in prompts for replicate, prompt in enumerate(state_prompts)]
+    captions = retriever._captions_up_to_round(states)
+    # A state whose S_t or image prompts stay invalid draws no image: its dialogue fails when the run ranks it.
+    valid = [row for row, caption in enumerate(captions) if not isinstance(caption[-1], InvalidTurn)]
+    prompts = retriever._image_prompts([states[row] for row in valid], [captions[row] for row in valid])
+    return [(prompt, replicate) for state_prompts in prompts if not isinstance(state_prompts, InvalidTurn)
+            for replicate, prompt in enumerate(prompt_lines(state_prompts))]
 
 
 def images_per_round(retriever: DARRetriever) -> int:

@@ -46,8 +46,9 @@ from harness.errors import ConfigError, DataError
 from harness.hashing import sha256_file, stable_hash
 from harness.image_cache import ImageCache
 from harness.images import load_rgb
-from harness.protocols import RunContext
+from harness.protocols import Generated, RunContext
 from harness.ranking import rank_targets
+from harness.turn_validity import InvalidPolicy, InvalidTurn
 from harness.types import PROMPTS_TRUNCATED, QUERY_TRUNCATED, DialogueState, RankBatch, SearchSpace, batched
 from harness.vector_cache import VectorCache
 from retrievers.dar.diffusion import DiffusionGenerator, DiffusionSettings
@@ -304,31 +305,58 @@ class DARRetriever:
         if self.queries is not None:
             self._check_query_records(states)
         captions = self._captions_up_to_round(states)
-        texts = [caption[-1] if self.query_mode == "entry" else ", ".join(caption) for caption in captions]
+        failed: dict[int, tuple[str, dict[str, Any]]] = {}
+        for row, caption in enumerate(captions):
+            invalid = next((entry for entry in caption if isinstance(entry, InvalidTurn)), None)
+            if invalid is not None:
+                failed[row] = (f"DAR caption: {invalid.reason}", {"reformulation": dict(invalid.trace)})
+        rows = [row for row in range(len(states)) if row not in failed]
+        prompts = dict(zip(rows, self._image_prompts([states[row] for row in rows], [captions[row] for row in rows])))
+        for row, prompt in prompts.items():
+            if isinstance(prompt, InvalidTurn):
+                caption = captions[row][-1]
+                failed[row] = (f"DAR image prompts: {prompt.reason}",
+                               {"caption": str(caption), "image_prompt_reformulation": dict(prompt.trace),
+                                **({"reformulation": caption.trace()} if isinstance(caption, Generated) else {})})
+        rows = [row for row in rows if row not in failed]
+        batch = self._rank_rows([states[row] for row in rows], [captions[row] for row in rows],  # type: ignore[misc]
+                                [prompts[row] for row in rows])  # type: ignore[misc]
+        usage = self.usage()
+        log.debug("DAR so far: %d images drawn, %d image cache hits, %d LLM calls", usage["images_generated"],
+                  usage["image_cache_hits"], usage["llm_calls"], extra={USAGE_FIELD: usage})
+        return _with_failed_rows(batch, rows, len(states), failed) if failed else batch
+
+    def _rank_rows(self, states: Sequence[DialogueState], captions: Sequence[tuple[str, ...]],
+                   prompts: Sequence[Sequence[str] | Generated]) -> RankBatch:
+        """Fused ranks of states whose captions and image prompts are valid."""
+        if not states:
+            return RankBatch(ranks=())
+        texts = [str(caption[-1]) if self.query_mode == "entry" else ", ".join(map(str, caption))
+                 for caption in captions]
         encoder = self.base.encoder
         assert encoder is not None and self.base.index is not None, "prepare() DAR first"
         text_embeddings = torch.cat([encoder.encode_texts(chunk) for chunk in batched(texts, self.batch_size)])
-        images = self._image_embeddings(states, [caption[-1] for caption in captions])
+        images = self._image_embeddings(states, [prompt_lines(prompt) for prompt in prompts])
         image_embeddings, prompts_cut = images.embeddings, images.prompts_cut
         fused = self.fuser.fuse(text_embeddings, image_embeddings, [state.round for state in states])
         targets = [state.target_index for state in states]
         ranking = rank_targets(fused.queries, self.base.index, targets, keep_top=self.base.keep_top)
         gates = fused.side_values.get("gate")
-        traces = tuple({"caption": caption[-1], "image_prompts": list(prompts), "image_keys": list(keys),
-                        **({"gate": gates[row]} if gates is not None else {})}
-                       for row, (caption, prompts, keys) in enumerate(zip(captions, images.prompts, images.keys)))
+        traces = tuple(
+            {"caption": str(caption[-1]), "image_prompts": list(state_prompts), "image_keys": list(keys),
+             **({"gate": gates[row]} if gates is not None else {}),
+             **({"reformulation": caption[-1].trace()} if isinstance(caption[-1], Generated) else {}),
+             **({"image_prompt_reformulation": prompt.trace()} if isinstance(prompt, Generated) else {})}
+            for row, (caption, state_prompts, prompt, keys)
+            in enumerate(zip(captions, images.prompts, prompts, images.keys)))
         text_only = rank_targets(text_embeddings, self.base.index, targets)
         failures = {**{row: f"text-only query: {reason}" for row, reason in text_only.failed.items()},
                     **ranking.failed}
         side_values = {**fused.side_values, QUERY_TRUNCATED: tuple(map(float, encoder.truncated(texts)))}
         if prompts_cut is not None:
             side_values[PROMPTS_TRUNCATED] = prompts_cut
-        batch = RankBatch(ranks=ranking.ranks, side_ranks={"text_only": text_only.ranks}, side_values=side_values,
-                          tied=ranking.tied, failures=failures, top=ranking.top, traces=traces)
-        usage = self.usage()
-        log.debug("DAR so far: %d images drawn, %d image cache hits, %d LLM calls", usage["images_generated"],
-                  usage["image_cache_hits"], usage["llm_calls"], extra={USAGE_FIELD: usage})
-        return batch
+        return RankBatch(ranks=ranking.ranks, side_ranks={"text_only": text_only.ranks}, side_values=side_values,
+                         tied=ranking.tied, failures=failures, top=ranking.top, traces=traces)
 
     def _check_query_records(self, states: Sequence[DialogueState]) -> None:
         """Each state's record of the query file must exist and name the state's target: a file of another
@@ -345,8 +373,8 @@ class DARRetriever:
                                 f"targets {state.target!r}: this file does not follow the benchmark's records",
                                 record=record, field="img")
 
-    def _captions_up_to_round(self, states: Sequence[DialogueState]) -> list[tuple[str, ...]]:
-        """S_0..S_t for every state: from the query file, or from R1 over every prefix (cached)."""
+    def _captions_up_to_round(self, states: Sequence[DialogueState]) -> list[tuple[str | InvalidTurn, ...]]:
+        """S_0..S_t for every state: from the query file, or from R1 over every prefix (cached, cleaned)."""
         if self.queries is not None:
             return [self._file_captions(state) for state in states]
         assert self.reformulator is not None
@@ -355,6 +383,15 @@ class DARRetriever:
         return [tuple(by_prefix[state.query_turns[: length]] for length in range(1, state.round + 2))
                 for state in states]
 
+    def _image_prompts(self, states: Sequence[DialogueState],
+                       captions: Sequence[tuple[str, ...]]) -> list[Sequence[str] | Generated | InvalidTurn]:
+        """The K image prompts of every state: K copies of S_t, or R2's (cleaned) answer."""
+        count, last = self.images_per_round, [str(caption[-1]) for caption in captions]
+        if self.image_prompt_mode != "llm":
+            return [[caption] * count for caption in last]
+        assert self.reformulator is not None
+        return list(self.reformulator.image_prompts(last, count, [state.query_turns for state in states]))
+
     def _file_captions(self, state: DialogueState) -> tuple[str, ...]:
         entries = self._query_captions.get(state.dialogue_id)
         if entries is None or len(entries) <= state.round:
@@ -362,13 +399,8 @@ class DARRetriever:
                             f"{state.round}", record=_record_index(state.dialogue_id), field="dialog")
         return entries[: state.round + 1]
 
-    def _image_embeddings(self, states: Sequence[DialogueState], captions: Sequence[str]) -> ImageBatch:
+    def _image_embeddings(self, states: Sequence[DialogueState], prompts: Sequence[Sequence[str]]) -> ImageBatch:
         count = self.images_per_round
-        if self.image_prompt_mode == "llm":
-            assert self.reformulator is not None
-            prompts = self.reformulator.image_prompts(captions, count)
-        else:
-            prompts = [[caption] * count for caption in captions]
         requests = [DialogueImage(state.dialogue_id, state.round, prompt, replicate)
                     for state, state_prompts in zip(states, prompts) for replicate, prompt in enumerate(state_prompts)]
         images = self.image_source.images(requests)
@@ -389,6 +421,36 @@ class DARRetriever:
         return ImageBatch(torch.from_numpy(vectors).reshape(len(states), count, -1), prompts_cut,
                           [tuple(state_prompts) for state_prompts in prompts],
                           [tuple(keys_drawn[row * count:(row + 1) * count]) for row in range(len(states))])
+
+
+def prompt_lines(prompts: Sequence[str] | Generated) -> list[str]:
+    """A state's K image prompts: R2's cleaned answer holds one per line."""
+    return prompts.text.split("\n") if isinstance(prompts, Generated) else list(prompts)
+
+
+def _with_failed_rows(batch: RankBatch, rows: Sequence[int], total: int,
+                      failed: Mapping[int, tuple[str, Mapping[str, Any]]]) -> RankBatch:
+    """``batch`` (of the states at ``rows``) spread over all ``total`` states, the others failed with their reason
+    and trace (their placeholder values are never stored: a failed state's round is not recorded)."""
+    def spread(values: Sequence[Any], fill: Any) -> tuple[Any, ...]:
+        spread_values = [fill] * total
+        for position, row in enumerate(rows):
+            spread_values[row] = values[position]
+        return tuple(spread_values)
+
+    traces = list(spread(batch.traces, {})) if batch.traces else [{} for _ in range(total)]
+    for row, (_, trace) in failed.items():
+        traces[row] = trace
+    return RankBatch(
+        ranks=spread(batch.ranks, 0),
+        side_ranks={name: spread(values, 0) for name, values in batch.side_ranks.items()},
+        side_values={name: spread(values, 0.0) for name, values in batch.side_values.items()},
+        tied=spread(batch.tied, False) if batch.tied else (),
+        failures={**{rows[position]: reason for position, reason in batch.failures.items()},
+                  **{row: reason for row, (reason, _) in failed.items()}},
+        top=spread(batch.top, ()) if batch.top else (),
+        traces=tuple(traces),
+    )
 
 
 def _record_index(dialogue_id: str) -> int | None:
@@ -426,6 +488,9 @@ def build_dar(
     llm_args: Mapping[str, Any] | None = None,
     caption_prompt: str = "dar_caption",
     image_prompt: str = "dar_image_prompts",
+    clean_reformulations: bool = True,
+    on_invalid: str = "resample",
+    max_resamples: int = 2,
     queries: str | None = None,
     images: str | None = None,
     diffusion: str = "auto",
@@ -447,7 +512,10 @@ def build_dar(
     the paper's equation 4 | mean); each can be set on its own.
     ``llm`` names a registered text generator (hf-seq2seq, hf-chat, openai) built with ``llm_args`` (default
     ``{"model": "google/flan-t5-xl"}`` for hf-seq2seq); it is not loaded when ``queries`` (a reformulated-dialogue
-    file) supplies the captions and the image prompts are the captions. ``images``: a folder of pre-generated
+    file) supplies the captions and the image prompts are the captions. Its outputs are cleaned
+    (``retrievers.dar.cleaning``; ``clean_reformulations=False`` to switch that off) and an invalid one is redrawn
+    (``on_invalid=resample``, at most ``max_resamples`` times), fails its dialogue (``fail``) or is kept (``keep``).
+    ``images``: a folder of pre-generated
     images, ``{dialogue_index}_{round}.jpg`` or ``round{round}/{dialogue_index}.jpg`` (K must be 1), instead of a
     diffusers pipeline (``diffusion``: sd3 | sd21 | sdxl-turbo, or auto: SD3 without ``diffusion_model``, else the
     class in the directory's model_index.json)."""
@@ -466,7 +534,8 @@ def build_dar(
         "dar", StaticFuser(schedule), schedule.images_per_round, query_mode or default_query_mode,
         image_prompts or default_image_prompts, base=base, model=model, tokenizer=tokenizer, dtype=dtype,
         max_text_tokens=max_text_tokens, llm=llm, llm_args=llm_args, caption_prompt=caption_prompt,
-        image_prompt=image_prompt, queries=queries, images=images, diffusion=diffusion,
+        image_prompt=image_prompt, llm_policy=InvalidPolicy(on_invalid, max_resamples),
+        clean_reformulations=clean_reformulations, queries=queries, images=images, diffusion=diffusion,
         diffusion_model=diffusion_model, steps=steps, guidance_scale=guidance_scale, size=size,
         diffusion_dtype=diffusion_dtype, diffusion_batch_size=diffusion_batch_size, max_sequence_length=max_sequence_length,
         image_seed=image_seed,
@@ -490,6 +559,8 @@ def build_pipeline(
     llm_args: Mapping[str, Any] | None,
     caption_prompt: str,
     image_prompt: str,
+    llm_policy: InvalidPolicy,
+    clean_reformulations: bool,
     queries: str | None,
     images: str | None,
     diffusion: str,
@@ -519,9 +590,8 @@ def build_pipeline(
         arguments = dict(llm_args) if llm_args is not None else (
             {"model": "google/flan-t5-xl"} if llm == "hf-seq2seq" else {})
         generator, _ = REGISTRY.build("generator", llm, **arguments)
-        reformulator = Reformulator(
-            generator, load_caption_template(caption_prompt), load_image_prompt_template(image_prompt)
-        )
+        reformulator = Reformulator(generator, load_caption_template(caption_prompt),
+                                    load_image_prompt_template(image_prompt), clean_reformulations, llm_policy)
     if images:
         image_source: ImageSource = PregeneratedImages(Path(images), images_per_round)
     else:

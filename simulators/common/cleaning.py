@@ -6,7 +6,8 @@ color is the poster on the wall? Answer: yellow Answer: yellow yellow"). The rul
 Questions
   1. drop a leading "Question:" / "Q:" label;
   2. cut at the first "Answer:" / "A:" label (a leaked answer);
-  3. keep the text up to and including the first "?" (one question per round), or add a "?" if there is none;
+  3. keep the text up to and including the first "?" (one question per round), or add a "?" if there is none,
+     replacing trailing sentence punctuation (". ! , ; :") so that "on a tripod." becomes "on a tripod?";
   4. collapse whitespace.
 Answers
   1. drop leading "Answer:" / "A:" / "Short answer:" labels (repeatedly);
@@ -23,6 +24,11 @@ Each returns a ``Generated``: the cleaned text (the string itself), the raw outp
 changed it
 (question-label, leaked-answer, first-question, added-question-mark; answer-label, copied-question, later-label),
 which a run's trace keeps.
+
+What is still invalid after cleaning (``question_problem``, ``answer_problem``): a question that is empty (nothing
+but punctuation), a raw output that holds no "?" at all (a statement, a refusal such as "I'm sorry ... as a
+chatbot", an answer the model wrote in the question's place), an empty answer. The bots redraw, fail or keep such
+turns (``harness.turn_validity``); the rules above still run on them, so a kept statement reads as a question.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ _ANSWER_LABEL = re.compile(r"^\s*(short answer|answer|a)\s*:\s*", re.IGNORECASE)
 _LEAKED_ANSWER = re.compile(r"\s(answer|a)\s*:", re.IGNORECASE)
 _LATER_LABEL = re.compile(r"\s(answer|question|short answer)\s*:", re.IGNORECASE)
 _SPACES = re.compile(r"\s+")
+_WORD = re.compile(r"\w")
 
 
 def clean_question(text: str) -> Generated:
@@ -55,7 +62,7 @@ def clean_question(text: str) -> Generated:
         text = text[: mark + 1]
         rules.append("first-question")
     elif mark < 0 and text:
-        text += "?"
+        text = text.rstrip(".!,;: ") + "?"
         rules.append("added-question-mark")
     return Generated(text, raw, tuple(rules))
 
@@ -79,3 +86,16 @@ def clean_answer(text: str, question: str) -> Generated:
         rules.append("later-label")
     cleaned = _SPACES.sub(" ", text).strip().rstrip("?").strip()
     return Generated(cleaned, raw, tuple(rules))
+
+
+def question_problem(question: Generated) -> str | None:
+    """Why a cleaned question is not one (None when it is): "empty" or "no question mark" (in the raw output)."""
+    if not _WORD.search(question.text):
+        return "empty"
+    if "?" not in question.raw:
+        return "no question mark"
+    return None
+
+
+def answer_problem(answer: Generated) -> str | None:
+    return None if _WORD.search(answer.text) else "empty"

@@ -28,10 +28,11 @@ before loading any weights.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import torch
 from PIL import Image
@@ -124,6 +125,7 @@ class _HFGenerator:
         self._device = ""
         self._torch_dtype: torch.dtype | None = None
         self._fingerprint = ""
+        self._origin: _HFGenerator | None = None  # what a sampled() copy loads through
 
     @property
     def sampling(self) -> bool:
@@ -132,6 +134,16 @@ class _HFGenerator:
     @property
     def loaded(self) -> bool:
         return self._model is not None
+
+    def sampled(self, temperature: float) -> Self:
+        """This generator sampling at ``temperature`` (one sequence per prompt), sharing its loaded model: what an
+        invalid output is redrawn with (``harness.turn_validity``)."""
+        if not (math.isfinite(temperature) and temperature > 0):
+            raise ConfigError(f"a sampling temperature must be positive, got {temperature!r}")
+        resampler = copy.copy(self)
+        resampler.temperature, resampler.num_beams = float(temperature), 1
+        resampler._origin = self
+        return resampler
 
     def decoding(self) -> dict[str, Any]:
         decoding: dict[str, Any] = {
@@ -174,7 +186,13 @@ class _HFGenerator:
         self._device, self._torch_dtype, self._model = device, resolve_dtype(self.dtype, device), None
 
     def load(self, context: RunContext) -> None:
-        """Load the model (once per device) in eval mode onto this generator's device, else the context's."""
+        """Load the model (once per device) in eval mode onto this generator's device, else the context's. A
+        ``sampled`` copy loads its original and takes its model, never a second copy of the weights."""
+        if self._origin is not None:
+            self._origin.load(context)
+            decoding = {"temperature": self.temperature, "num_beams": self.num_beams}
+            self.__dict__.update({**self._origin.__dict__, **decoding, "_origin": self._origin})
+            return
         self.resolve(context)
         if self.loaded:
             return

@@ -219,8 +219,11 @@ def measure_live(
         timings = []
         for group_size in (dialogues, 1):
             context = RunContext(device=device, cache_dir=root / f"cache-{group_size}", seed=seed, progress=False)
-            questioner = build_flan_questioner(questioner_model, dtype=dtype, batch_size=batch_size, device=device)
-            answerer = build_blip2_answerer(answerer_model, dtype=dtype, batch_size=batch_size, device=device)
+            # Random weights write invalid turns; redrawing them would time redraws, not one generation per turn.
+            questioner = build_flan_questioner(questioner_model, dtype=dtype, batch_size=batch_size, device=device,
+                                               on_invalid="keep")
+            answerer = build_blip2_answerer(answerer_model, dtype=dtype, batch_size=batch_size, device=device,
+                                            on_invalid="keep")
             questioner.prepare(benchmark, context)
             answerer.prepare(benchmark, context)
             for bot in (questioner, answerer):

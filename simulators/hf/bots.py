@@ -14,6 +14,7 @@ Each factory pairs a backend of ``simulators.hf.backends`` with a prompt templat
 
 from __future__ import annotations
 
+from harness.turn_validity import InvalidPolicy
 from simulators.common.bots import LLMQuestioner, VisionAnswerer
 from simulators.common.prompts import load_template
 from simulators.hf.backends import Blip2Generator, CausalChatGenerator, Seq2SeqGenerator
@@ -33,12 +34,16 @@ def build_flan_questioner(
     batch_size: int = 32,
     device: str | None = None,
     clean: bool = True,
+    on_invalid: str = "resample",
+    max_resamples: int = 2,
+    resample_temperature: float | None = None,
 ) -> LLMQuestioner:
     """A questioner on a text-to-text (seq2seq) model. ChatIR's FLAN_BLIP2 dialogues were made with Flan-Alpaca-XXL
     (``declare-lab/flan-alpaca-xxl``, 11B, the default); ``google/flan-t5-xl`` (3B) works too, as does any
     ``AutoModelForSeq2SeqLM`` checkpoint or local folder. Greedy unless ``temperature > 0``."""
     generator = Seq2SeqGenerator(model, dtype, max_new_tokens, num_beams, temperature, batch_size, device)
-    return LLMQuestioner(generator, load_template(prompt), clean=clean)
+    return LLMQuestioner(generator, load_template(prompt), clean=clean,
+                        policy=InvalidPolicy(on_invalid, max_resamples, resample_temperature))
 
 
 def build_hf_chat_questioner(
@@ -51,12 +56,16 @@ def build_hf_chat_questioner(
     batch_size: int = 32,
     device: str | None = None,
     clean: bool = True,
+    on_invalid: str = "resample",
+    max_resamples: int = 2,
+    resample_temperature: float | None = None,
 ) -> LLMQuestioner:
     """A questioner on a decoder-only chat model: the rendered prompt is sent as the user message through the
     checkpoint's chat template. Any ``AutoModelForCausalLM`` checkpoint with a chat template works; the default is
     a small instruct model that fits a laptop GPU. Greedy unless ``temperature > 0``."""
     generator = CausalChatGenerator(model, dtype, max_new_tokens, num_beams, temperature, batch_size, device)
-    return LLMQuestioner(generator, load_template(prompt), clean=clean)
+    return LLMQuestioner(generator, load_template(prompt), clean=clean,
+                        policy=InvalidPolicy(on_invalid, max_resamples, resample_temperature))
 
 
 def build_blip2_answerer(
@@ -67,8 +76,12 @@ def build_blip2_answerer(
     batch_size: int = 32,
     device: str | None = None,
     clean: bool = True,
+    on_invalid: str = "resample",
+    max_resamples: int = 2,
+    resample_temperature: float | None = None,
 ) -> VisionAnswerer:
     """An answerer on BLIP-2 looking at the target image, greedy with short answers, as in ChatIR and PlugIR
     (``Salesforce/blip2-flan-t5-xl``; the OPT variants such as ``Salesforce/blip2-opt-2.7b`` work too)."""
     generator = Blip2Generator(model, dtype, max_new_tokens, batch_size=batch_size, device=device)
-    return VisionAnswerer(generator, load_template(prompt), clean=clean)
+    return VisionAnswerer(generator, load_template(prompt), clean=clean,
+                        policy=InvalidPolicy(on_invalid, max_resamples, resample_temperature))

@@ -23,6 +23,7 @@ Failures are sorted by what a retry can change:
 from __future__ import annotations
 
 import base64
+import copy
 import io
 import logging
 import os
@@ -33,7 +34,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, Self
 
 import openai
 from PIL import Image
@@ -146,6 +147,14 @@ class _OpenAIGenerator:
     @property
     def sampling(self) -> bool:
         return self.temperature > 0
+
+    def sampled(self, temperature: float) -> Self:
+        """This generator sampling at ``temperature``, sharing its client: what an invalid output is redrawn with."""
+        if not temperature > 0:
+            raise ConfigError(f"{self.backend}: a sampling temperature must be positive, got {temperature!r}")
+        resampler = copy.copy(self)
+        resampler.temperature = float(temperature)
+        return resampler
 
     def identity(self) -> Mapping[str, Any]:
         """What changes the outputs; transport options (concurrency, timeout, retries) and the key stay out."""

@@ -11,6 +11,7 @@ The key is read from ``$api_key_env`` when the run starts and never recorded. ``
 
 from __future__ import annotations
 
+from harness.turn_validity import InvalidPolicy
 from simulators.common.bots import LLMQuestioner, VisionAnswerer
 from simulators.common.prompts import load_template
 from simulators.openai_compatible.backend import OpenAIChatGenerator, OpenAIVisionGenerator
@@ -27,6 +28,9 @@ def build_openai_questioner(
     max_retries: int = 6,
     timeout: float = 60.0,
     clean: bool = True,
+    on_invalid: str = "resample",
+    max_resamples: int = 2,
+    resample_temperature: float | None = None,
 ) -> LLMQuestioner:
     """A questioner asking through chat completions. PlugIR used gpt-3.5-turbo at temperature 0.5 with at most 32
     tokens; our default is greedy (temperature 0) so that a rerun asks the same questions; pass ``temperature=0.5``
@@ -35,7 +39,8 @@ def build_openai_questioner(
     generator = OpenAIChatGenerator(model, base_url=base_url, api_key_env=api_key_env, temperature=temperature,
                                     max_tokens=max_tokens, concurrency=concurrency, max_retries=max_retries,
                                     timeout=timeout)
-    return LLMQuestioner(generator, load_template(prompt), clean=clean)
+    return LLMQuestioner(generator, load_template(prompt), clean=clean,
+                        policy=InvalidPolicy(on_invalid, max_resamples, resample_temperature))
 
 
 def build_openai_answerer(
@@ -49,10 +54,14 @@ def build_openai_answerer(
     max_retries: int = 6,
     timeout: float = 60.0,
     clean: bool = True,
+    on_invalid: str = "resample",
+    max_resamples: int = 2,
+    resample_temperature: float | None = None,
 ) -> VisionAnswerer:
     """An answerer looking at the target image through a vision chat model (the image goes as a JPEG data URL).
     Greedy by default, like PlugIR's BLIP-2 answerer; ``max_tokens`` 16 is room for a short answer."""
     generator = OpenAIVisionGenerator(model, base_url=base_url, api_key_env=api_key_env, temperature=temperature,
                                       max_tokens=max_tokens, concurrency=concurrency, max_retries=max_retries,
                                       timeout=timeout)
-    return VisionAnswerer(generator, load_template(prompt), clean=clean)
+    return VisionAnswerer(generator, load_template(prompt), clean=clean,
+                        policy=InvalidPolicy(on_invalid, max_resamples, resample_temperature))

@@ -100,16 +100,20 @@ def test_failure_reasons_are_listed_and_a_run_where_all_failed_exits_non_zero(sm
 def test_a_recorded_turn_without_a_question_fails_its_dialogue_with_the_turn(small_benchmark, tmp_path):
     records_in = json.loads(small_benchmark.dialogues.read_text())
     records_in[1]["dialog"][2] = "no question here"
+    records_in[2]["dialog"][1] = " ? yes"  # an empty question, as a questioner that leaked "A: yes" leaves it
     small_benchmark.dialogues.write_text(json.dumps(records_in))
     args = live_args(small_benchmark, tmp_path / "run")
     args[args.index("--questioner") + 1] = "replay"
     code, output = run_cli(*args)
-    assert code == 0 and "1 dialogues FAILED" in output
-    reason = ("round 2: questioner: dialogue 1, round 2: the recorded turn 'no question here' has no '?', so it "
-              "holds no question to replay")
-    assert f"1 x {reason}" in output
+    assert code == 0 and "2 dialogues FAILED" in output
+    unasked = ("round 2: questioner: dialogue 1, round 2: the recorded turn 'no question here' has no '?', so it "
+               "holds no question to replay (a recorded turn cannot be redrawn)")
+    empty = ("round 1: questioner: dialogue 2, round 1: the recorded turn ' ? yes' asks an empty question, so it "
+             "holds no question to replay (a recorded turn cannot be redrawn)")
+    assert f"1 x {unasked}" in output and f"1 x {empty}" in output
     by_id = {record["dialogue_id"]: record for record in records(tmp_path / "run")}
-    assert by_id["1"]["status"] == "failed" and by_id["1"]["error"] == reason
+    assert by_id["1"]["status"] == "failed" and by_id["1"]["error"] == unasked
+    assert by_id["2"]["error"] == empty
     assert by_id["1"]["dialog"] == ["caption 1", by_id["1"]["dialog"][1]]  # no "? answer" turn was stored
     assert all(turn.split("? ")[0] for record in by_id.values() for turn in record["dialog"][1:])
 
@@ -154,7 +158,8 @@ def test_metrics_hold_the_dialogue_quality_of_what_was_evaluated(small_benchmark
     generated = [Dialogue(record["dialogue_id"], record["target"], tuple(record["dialog"]))
                  for record in records(tmp_path / "live")]
     quality = json.loads((tmp_path / "live" / "metrics.json").read_text())["DialogueQuality"]
-    assert quality["overall"] == json.loads(json.dumps(quality_measures(generated)))
+    assert quality["overall"] == {**json.loads(json.dumps(quality_measures(generated))), "turns_redrawn": 0,
+                                  "turns_kept_invalid": 0, "turns_failed_invalid": 0, "failed_dialogues": 0}
     assert quality["per_round"]["rounds"] == [None] + [small_benchmark.count] * 4  # --rounds 4
     assert quality["per_round"]["mean_question_words"][1:] == quality_by_round(generated)["mean_question_words"]
     code, output = run_cli("metrics", str(tmp_path / "live"))
@@ -192,3 +197,93 @@ def test_an_orphan_trace_line_is_dropped_when_the_run_is_opened_again(small_benc
     trace.write_text(kept + orphan + "\n" + '{"dialogue_id": "torn')  # a crash before its record, and a torn line
     assert run_cli(*live_args(small_benchmark, tmp_path / "live"))[0] == 0
     assert trace.read_text() == kept
+
+
+SMOLLM_PLUGIN = '''
+from harness.registry import register
+from harness.turn_validity import InvalidPolicy
+from simulators.common.bots import LLMQuestioner
+from simulators.common.prompts import load_template
+
+
+class SmolLMScript:
+    """What SmolLM2-135M-Instruct wrote as hf-chat questioner: greedy, it continued the prompt's Q/A pattern
+    ("A: no") for dialogue 0, refused for dialogue 1, made a statement for dialogue 2; sampled, it asks."""
+
+    def __init__(self, temperature=0.0):
+        self.temperature = temperature
+
+    @property
+    def sampling(self):
+        return self.temperature > 0
+
+    def identity(self):
+        return {"backend": "smollm-script", "temperature": self.temperature}
+
+    def load(self, context):
+        return None
+
+    def sampled(self, temperature):
+        return SmolLMScript(temperature)
+
+    def generate(self, prompts, seeds):
+        greedy = {"0": "A: no", "1": "I'm sorry for any confusion, but as a chatbot, I cannot see the image.",
+                  "2": "The camera is on a tripod."}
+        outputs = []
+        for prompt in prompts:
+            dialogue = prompt.split("caption ")[1].split()[0].strip(".")
+            if self.sampling:
+                outputs.append("I'm sorry, as a chatbot I cannot." if dialogue == "1" else "is it red?")
+            else:
+                outputs.append(greedy.get(dialogue, "is it big?"))
+        return outputs
+
+
+@register("questioner", "smollm-script")
+def build(on_invalid="resample"):
+    return LLMQuestioner(SmolLMScript(), load_template("questioner"), policy=InvalidPolicy(on_invalid))
+'''
+
+
+def test_invalid_questions_are_redrawn_or_fail_and_the_run_shows_every_draw(small_benchmark, tmp_path):
+    plugin = tmp_path / "smollm_script.py"
+    plugin.write_text(SMOLLM_PLUGIN)
+    args = live_args(small_benchmark, tmp_path / "live", "--plugin", str(plugin), "--rounds", "1")
+    args[args.index("--questioner") + 1] = "smollm-script"
+    code, output = run_cli(*args)
+    assert code == 0 and "1 dialogues FAILED" in output
+    assert "1 x round 1: questioner: questioner output invalid in 3 draws (no question mark)" in output
+    by_id = {record["dialogue_id"]: record for record in records(tmp_path / "live")}
+    assert by_id["0"]["dialog"][1].startswith("is it red? ") and by_id["2"]["dialog"][1].startswith("is it red? ")
+    traces = {line["dialogue_id"]: line["rounds"] for line in
+              map(json.loads, (tmp_path / "live" / "trace.jsonl").read_text().splitlines())}
+    assert traces["0"][1]["question"]["rejected"] == [{"attempt": 0, "raw": "A: no", "text": "", "reason": "empty"}]
+    assert [draw["attempt"] for draw in traces["1"][1]["question"]["rejected"]] == [0, 1, 2]
+    assert "failure" in traces["1"][1]
+    quality = json.loads((tmp_path / "live" / "metrics.json").read_text())["DialogueQuality"]
+    assert {name: quality["overall"][name] for name in ("turns_redrawn", "turns_failed_invalid", "failed_dialogues",
+                                                        "empty_questions")} == {
+        "turns_redrawn": 2, "turns_failed_invalid": 1, "failed_dialogues": 1, "empty_questions": 0}
+    code, shown = run_cli("metrics", str(tmp_path / "live"))
+    assert code == 0 and "turns_redrawn" in shown and "turns_failed_invalid" in shown
+
+    kept = live_args(small_benchmark, tmp_path / "kept", "--plugin", str(plugin), "--rounds", "1",
+                     "--questioner-arg", "on_invalid=keep")
+    kept[kept.index("--questioner") + 1] = "smollm-script"
+    assert run_cli(*kept)[0] == 0
+    by_id = {record["dialogue_id"]: record for record in records(tmp_path / "kept")}
+    assert by_id["2"]["dialog"][1].startswith("The camera is on a tripod? ")
+    assert by_id["0"]["dialog"][1].startswith("? ")  # an empty question, kept as asked for, and counted
+    quality = json.loads((tmp_path / "kept" / "metrics.json").read_text())["DialogueQuality"]["overall"]
+    assert quality["turns_kept_invalid"] == 3 and quality["empty_questions"] == 1 and quality["non_questions"] == 0
+
+
+def test_a_secret_in_the_environment_reaches_neither_the_records_nor_the_trace(small_benchmark, tmp_path,
+                                                                                monkeypatch):
+    monkeypatch.setenv("SCRIPTED_SERVER_API_KEY", "it indoors")  # as if a server echoed its key into a question
+    assert run_cli(*live_args(small_benchmark, tmp_path / "live"))[0] == 0
+    for name in ("ranks.jsonl", "trace.jsonl"):
+        text = (tmp_path / "live" / name).read_text()
+        assert "it indoors" not in text and "is <redacted>?" in text
+    assert run_cli(*live_args(small_benchmark, tmp_path / "live"))[0] == 0  # resumes: every trace still pairs
+    assert len((tmp_path / "live" / "trace.jsonl").read_text().splitlines()) == small_benchmark.count

@@ -29,7 +29,9 @@ def test_live_runs_are_deterministic_from_scratch_and_replay_to_identical_ranks(
         bot_args = ["--questioner", "scripted", "--answerer", "scripted"]
     else:
         bot_args = ["--questioner", "flan", "--questioner-model", str(request.getfixturevalue("tiny_flan_t5")),
-                    "--answerer", "blip2", "--answerer-model", str(request.getfixturevalue("tiny_blip2"))]
+                    "--answerer", "blip2", "--answerer-model", str(request.getfixturevalue("tiny_blip2")),
+                    # Random weights write no questions: keep them (flagged) rather than redraw every turn.
+                    "--questioner-arg", "on_invalid=keep", "--answerer-arg", "on_invalid=keep"]
         if "sampled" in bots:
             bot_args += ["--questioner-arg", "temperature=1.0"]
     runner = CliRunner()

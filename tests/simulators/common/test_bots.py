@@ -20,6 +20,9 @@ class CountingText:
     def identity(self):
         return {"backend": "counting", "sampling": self.sampling}
 
+    def sampled(self, temperature):
+        return self
+
     def load(self, context):
         return None
 
@@ -43,6 +46,9 @@ class CountingVision:
 
     def identity(self):
         return {"backend": "counting-vision"}
+
+    def sampled(self, temperature):
+        return self
 
     def load(self, context):
         return None

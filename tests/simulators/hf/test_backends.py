@@ -140,6 +140,21 @@ def test_causal_decodes_only_new_tokens(tiny_causal_lm: Path, bot_context) -> No
     assert len(generator._tokenizer(output, add_special_tokens=False).input_ids) <= 4 + 2  # 4 tokens, re-split
 
 
+def test_a_redraw_copy_samples_from_the_weights_its_original_loads(tiny_flan_t5: Path, bot_context) -> None:
+    greedy = Seq2SeqGenerator(str(tiny_flan_t5), max_new_tokens=8, num_beams=2)
+    greedy.resolve(bot_context)  # as DAR's reformulator does: identity known, weights not loaded
+    redraws = greedy.sampled(0.7)
+    assert not greedy.loaded and redraws.sampling and redraws.identity()["num_beams"] == 1
+    redraws.load(bot_context)
+    assert greedy.loaded and redraws._model is greedy._model  # one copy of the weights
+    sampled = Seq2SeqGenerator(str(tiny_flan_t5), max_new_tokens=8, temperature=0.7)
+    sampled.load(bot_context)
+    assert redraws.generate(PROMPTS, SEEDS) == sampled.generate(PROMPTS, SEEDS)
+    assert not greedy.sampling and greedy.num_beams == 2  # the original is unchanged
+    with pytest.raises(ConfigError):
+        greedy.sampled(0.0)
+
+
 def test_sampling_is_seeded(tiny_flan_t5: Path, bot_context) -> None:
     generator = Seq2SeqGenerator(str(tiny_flan_t5), temperature=1.5, max_new_tokens=8)
     greedy = Seq2SeqGenerator(str(tiny_flan_t5), max_new_tokens=8)

@@ -46,8 +46,8 @@ def test_bench_benchmark_has_unique_captions_and_cycles_images(tmp_path: Path) -
 
 def test_run_loop_grows_every_dialogue(tmp_path: Path, tiny_flan_t5: Path, tiny_blip2: Path, bot_context) -> None:
     benchmark = bench_benchmark(tmp_path / "benchmark", 3)
-    questioner = build_flan_questioner(str(tiny_flan_t5), max_new_tokens=4)
-    answerer = build_blip2_answerer(str(tiny_blip2), max_new_tokens=3)
+    questioner = build_flan_questioner(str(tiny_flan_t5), max_new_tokens=4, on_invalid="keep")
+    answerer = build_blip2_answerer(str(tiny_blip2), max_new_tokens=3, on_invalid="keep")
     questioner.prepare(benchmark, bot_context)
     answerer.prepare(benchmark, bot_context)
     timing = run_loop(questioner, answerer, benchmark, rounds=2, group_size=3)

@@ -73,7 +73,7 @@ def test_questioner_end_to_end(builder: str, tiny_flan_t5: Path, tiny_causal_lm:
                                bot_context: RunContext, monkeypatch: pytest.MonkeyPatch) -> None:
     model = tiny_flan_t5 if builder == "flan" else tiny_causal_lm
     factory = build_flan_questioner if builder == "flan" else build_hf_chat_questioner
-    questioner = factory(str(model), max_new_tokens=12, batch_size=2)
+    questioner = factory(str(model), max_new_tokens=12, batch_size=2, on_invalid="keep")  # random weights
     questioner.prepare(bot_benchmark, bot_context)
     calls = _count_calls(questioner.generator, monkeypatch)
     states = _states(bot_benchmark)
@@ -95,14 +95,14 @@ def test_questioner_end_to_end(builder: str, tiny_flan_t5: Path, tiny_causal_lm:
 def test_questioner_cache_survives_a_new_process(tiny_flan_t5: Path, bot_benchmark: Benchmark,
                                                  bot_context: RunContext, monkeypatch: pytest.MonkeyPatch) -> None:
     states = _states(bot_benchmark)
-    first = build_flan_questioner(str(tiny_flan_t5), max_new_tokens=6)
+    first = build_flan_questioner(str(tiny_flan_t5), max_new_tokens=6, on_invalid="keep")
     first.prepare(bot_benchmark, bot_context)
     questions = first.ask(states)
-    again = build_flan_questioner(str(tiny_flan_t5), max_new_tokens=6)  # a fresh bot over the same cache folder
+    again = build_flan_questioner(str(tiny_flan_t5), max_new_tokens=6, on_invalid="keep")  # a fresh bot over the same cache folder
     again.prepare(bot_benchmark, bot_context)
     calls = _count_calls(again.generator, monkeypatch)
     assert again.ask(states) == questions and calls == []
-    changed = build_flan_questioner(str(tiny_flan_t5), max_new_tokens=7)  # other decoding: other cache keys
+    changed = build_flan_questioner(str(tiny_flan_t5), max_new_tokens=7, on_invalid="keep")  # other decoding: other cache keys
     changed.prepare(bot_benchmark, bot_context)
     calls = _count_calls(changed.generator, monkeypatch)
     changed.ask(states)
@@ -112,7 +112,7 @@ def test_questioner_cache_survives_a_new_process(tiny_flan_t5: Path, bot_benchma
 def test_uncleaned_questioner_returns_the_generator_text(tiny_flan_t5: Path, bot_benchmark: Benchmark,
                                                         bot_context: RunContext) -> None:
     states = _states(bot_benchmark)
-    raw = build_flan_questioner(str(tiny_flan_t5), max_new_tokens=6, clean=False)
+    raw = build_flan_questioner(str(tiny_flan_t5), max_new_tokens=6, clean=False, on_invalid="keep")
     raw.prepare(bot_benchmark, bot_context)
     prompts = [render_for_state(raw.template, state) for state in states]
     assert raw.ask(states) == raw.generator.generate(prompts, [0] * len(prompts))
@@ -123,7 +123,7 @@ def test_blip2_answerer_end_to_end(language_model: str, tiny_blip2: Path, tiny_b
                                    bot_benchmark: Benchmark, bot_context: RunContext,
                                    monkeypatch: pytest.MonkeyPatch) -> None:
     model = tiny_blip2 if language_model == "t5" else tiny_blip2_opt
-    answerer = build_blip2_answerer(str(model), batch_size=2)
+    answerer = build_blip2_answerer(str(model), batch_size=2, on_invalid="keep")
     answerer.prepare(bot_benchmark, bot_context)
     calls = _count_calls(answerer.generator, monkeypatch)
     states = _states(bot_benchmark)
