@@ -125,6 +125,8 @@ def _text(path: Path | None) -> str | None:
 @click.option("--ray-address", help="Ray cluster to join (auto, ray://host:10001; default: the connected one, else a local one).")
 @click.option("--workers", type=int, help="Ray workers (default: fill the cluster).")
 @click.option("--gpus-per-worker", type=float, help="GPUs each Ray worker reserves; fractions let small models share a GPU (default 0).")
+@click.option("--max-api-calls", type=int, help="Stop issuing requests once this invocation sent N API calls (finished dialogues are stored; run again to resume).")
+@click.option("--max-total-tokens", type=int, help="Stop issuing requests once this invocation spent N prompt + completion tokens (API and local models).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def run_command(
     config_file: Path | None,
@@ -202,6 +204,7 @@ def _run_one(spec: RunSpec) -> None:
     from harness.dialogue_quality import QUALITY_METRIC
     from harness.runner import run_evaluation
     from harness.tables import format_quality_table, format_round_table
+    from harness.usage import format_costs, summed_costs
 
     try:
         result = run_evaluation(spec)
@@ -223,6 +226,11 @@ def _run_one(spec: RunSpec) -> None:
                            "run the same command again")
     click.echo(format_round_table(result.metrics))
     click.echo(format_quality_table(result.metrics[QUALITY_METRIC]))
+    if result.costs:
+        click.echo(format_costs(summed_costs([dict(result.costs)])))
+    if result.stopped:
+        click.echo(f"STOPPED: {result.stopped}. Finished dialogues are stored; run the same command again (with a "
+                   "higher limit, or none) to resume.")
 
 
 @main.command("metrics")
@@ -233,6 +241,7 @@ def metrics_command(runs: tuple[Path, ...]) -> None:
     from harness.run_dialogues import run_dialogues, run_quality
     from harness.store import RunStore
     from harness.tables import format_quality_table, format_round_table
+    from harness.usage import format_costs, summed_costs
 
     for run in runs:
         store = RunStore(run)
@@ -243,6 +252,9 @@ def metrics_command(runs: tuple[Path, ...]) -> None:
         metrics = run_metrics(records)
         click.echo(f"{run}: {len(records)} dialogues, BRI {metrics.get('BRI', float('nan')):.4f}")
         click.echo(format_round_table(metrics))
+        costs = store.costs()
+        if costs:
+            click.echo(format_costs(summed_costs(costs)))
         try:
             dialogues, origin = run_dialogues(store, records)
         except HarnessError as error:

@@ -22,6 +22,7 @@ from typing import Any
 
 from harness.errors import ConfigError
 from harness.executors import EXECUTORS
+from harness.usage import Budget
 
 # How a target tied with other images is ranked (harness.ranking applies it); runs ranked by another rule do not
 # resume into each other.
@@ -67,8 +68,12 @@ class RunSpec:
     ray_address: str | None = None
     workers: int | None = None
     gpus_per_worker: float = 0.0
+    # What this invocation may spend (counted by the driver; not part of the identity: a stopped run resumes).
+    max_api_calls: int | None = None
+    max_total_tokens: int | None = None
 
     def __post_init__(self) -> None:
+        Budget(self.max_api_calls, self.max_total_tokens)  # checks the limits
         if self.rounds < 0:
             raise ConfigError(f"rounds must be 0 or more, got {self.rounds}")
         if self.batch_size < 1:

@@ -24,9 +24,10 @@ import json
 import logging
 import platform
 import sys
+import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -45,6 +46,7 @@ from harness.run_dialogues import replayed_rounds, run_quality
 from harness.sources import LiveSource, ReplaySource
 from harness.store import RunStore, describe_differences
 from harness.types import PROMPTS_TRUNCATED, QUERY_TRUNCATED, Benchmark, Dialogue, DialogueState, RunRecord, batched
+from harness.usage import Budget, BudgetReached, combine, totals, usage_of
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,16 @@ class RunResult:
     reused: int
     failed: int
     failure_reasons: Mapping[str, int] = field(default_factory=dict)  # each distinct stored error -> dialogues
+    stopped: str | None = None  # why this invocation stopped before every dialogue was evaluated (a spending limit)
+    costs: Mapping[str, Any] = field(default_factory=dict)  # what this invocation spent (its costs.jsonl line)
+
+
+@dataclass(frozen=True)
+class ChunkResult:
+    """What a worker returns for a chunk: its records and what evaluating it spent (``harness.usage``)."""
+
+    records: list[RunRecord]
+    usage: Mapping[str, Any]
 
 
 def load_benchmark(spec: RunSpec) -> Benchmark:
@@ -112,8 +124,13 @@ def evaluate_chunk(
     rounds: int,
     query_mode: str,
     search_space_size: int,
+    before_round: Callable[[], None] | None = None,
+    seconds: dict[str, float] | None = None,
 ) -> list[RunRecord]:
-    """Run a chunk of dialogues through every round; one source call and one retriever call per round."""
+    """Run a chunk of dialogues through every round; one source call and one retriever call per round.
+    ``before_round`` runs before each round's calls (a spending check that may raise ``BudgetReached``);
+    ``seconds`` adds up the time the source and the retriever took."""
+    seconds = {} if seconds is None else seconds
     turns = {dialogue.dialogue_id: [dialogue.caption] for dialogue in dialogues}
     ranks: dict[str, list[int]] = {dialogue.dialogue_id: [] for dialogue in dialogues}
     side_ranks: dict[str, dict[str, list[int]]] = {dialogue.dialogue_id: {} for dialogue in dialogues}
@@ -123,9 +140,13 @@ def evaluate_chunk(
     failures: dict[str, str] = {}
     running = list(dialogues)
     for round_ in range(rounds + 1):
+        if before_round is not None:
+            before_round()
         if round_ > 0:
             previous = [_state(dialogue, turns, target_positions, round_ - 1, query_mode) for dialogue in running]
+            started = time.perf_counter()
             produced = source.next_turns(previous)
+            seconds["source"] = seconds.get("source", 0.0) + time.perf_counter() - started
             _check_length("dialogue source", produced, previous)
             still_running = []
             for dialogue, turn in zip(running, produced):
@@ -141,7 +162,9 @@ def evaluate_chunk(
             if not running:
                 break
         states = [_state(dialogue, turns, target_positions, round_, query_mode) for dialogue in running]
+        started = time.perf_counter()
         batch = retriever.rank(states)
+        seconds["retriever"] = seconds.get("retriever", 0.0) + time.perf_counter() - started
         _check_length("retriever", batch.ranks, states)
         if batch.tied:
             _check_length("retriever's tied flags", batch.tied, states)
@@ -257,12 +280,34 @@ def run_evaluation(
             else:
                 factory.use_prepared(retriever, source)
 
-            with progress_bar(len(pending), f"evaluating {spec.retriever}", "dialogue", spec.progress) as bar:
-                for records in executor.map(factory, batched(pending, spec.batch_size)):
-                    store.append(records)
-                    bar.update(len(records))
+            started, spent, evaluated = datetime.now(UTC), {}, 0
+            stopped: str | None = None
+            try:
+                with progress_bar(len(pending), f"evaluating {spec.retriever}", "dialogue", spec.progress) as bar:
+                    for result in executor.map(factory, batched(pending, spec.batch_size)):
+                        store.append(result.records)
+                        evaluated += len(result.records)
+                        bar.update(len(result.records))
+                        spent = combine(spent, result.usage)
+                        factory.spent = totals(spent)
+                        stopped = factory.budget.exceeded(factory.spent)
+                        if stopped is not None:
+                            break
+            except BudgetReached as reached:  # mid-chunk: that chunk's dialogues are evaluated again on resume
+                stopped = str(reached)
+                spent = combine(spent, reached.usage)
+            finally:
+                costs = _costs_entry(started, evaluated, spent, stopped)
+                store.append_costs(costs)
+            if stopped is not None:
+                log.warning("stopped: %s; %d dialogues evaluated now are stored (their responses are cached), %d "
+                            "are left. Run the same command again, with a higher limit or none, to resume",
+                            stopped, evaluated, len(pending) - evaluated)
+            result = _finish(store, dialogues, evaluated=evaluated, reused=len(dialogues) - len(pending),
+                             partial=stopped is not None)
+            return replace(result, stopped=stopped, costs=costs)
 
-        return _finish(store, dialogues, evaluated=len(pending), reused=len(dialogues) - len(pending))
+        return _finish(store, dialogues, evaluated=0, reused=len(dialogues))
 
 
 class ChunkWorkerFactory:
@@ -281,8 +326,13 @@ class ChunkWorkerFactory:
         target_positions: Mapping[str, int],
         identities: Mapping[str, Any] | None = None,
         source: DialogueSource | None = None,
+        spent: Mapping[str, Any] | None = None,
     ) -> None:
         self.spec = spec
+        self.budget = Budget(spec.max_api_calls, spec.max_total_tokens)
+        # What this invocation spent before the chunk a worker starts: the driver's running total, shared in its
+        # process; a Ray worker gets the total when it was made and counts from there.
+        self.spent: dict[str, Any] = dict(spent or {}) if spent is not None else {}
         self.benchmark = benchmark
         self.target_positions = dict(target_positions)
         self.identities = identities
@@ -298,12 +348,26 @@ class ChunkWorkerFactory:
         state["_prepared"] = None
         return state
 
-    def __call__(self) -> Callable[[Sequence[Dialogue]], list[RunRecord]]:
+    def __call__(self) -> Callable[[Sequence[Dialogue]], ChunkResult]:
         retriever, source = self._prepared if self._prepared is not None else self._build()
         spec, size = self.spec, len(self.benchmark.search_space)
 
-        def work(chunk: Sequence[Dialogue]) -> list[RunRecord]:
-            return evaluate_chunk(chunk, source, retriever, self.target_positions, spec.rounds, spec.query_mode, size)
+        def spending() -> dict[str, Any]:
+            return {"source": usage_of(source), "retriever": usage_of(retriever)}
+
+        def work(chunk: Sequence[Dialogue]) -> ChunkResult:
+            start, seconds = spending(), {}
+
+            def check() -> None:
+                if self.budget.limited:
+                    delta = combine(spending(), start, -1)
+                    reason = self.budget.exceeded(combine(self.spent, totals(delta)))
+                    if reason is not None:
+                        raise BudgetReached(reason, {**delta, "seconds": seconds})
+
+            records = evaluate_chunk(chunk, source, retriever, self.target_positions, spec.rounds, spec.query_mode,
+                                     size, before_round=check, seconds=seconds)
+            return ChunkResult(records, {**combine(spending(), start, -1), "seconds": seconds})
 
         return work
 
@@ -355,13 +419,28 @@ def _build_source(
     return LiveSource(questioner, answerer), [questioner_record, answerer_record]
 
 
-def _finish(store: RunStore, dialogues: Sequence[Dialogue], evaluated: int, reused: int) -> RunResult:
+def _costs_entry(started: datetime, evaluated: int, spent: Mapping[str, Any], stopped: str | None) -> dict[str, Any]:
+    """This invocation's line of costs.jsonl: what each component spent, the time per stage, the totals."""
+    components = {**dict(spent.get("source", {})), "retriever": dict(spent.get("retriever", {}))}
+    return {
+        "started": started.isoformat(timespec="seconds"),
+        "wall_seconds": round((datetime.now(UTC) - started).total_seconds(), 3),
+        "dialogues_evaluated": evaluated,
+        "stopped": stopped,
+        "stage_seconds": {name: round(value, 3) for name, value in spent.get("seconds", {}).items()},
+        "components": components,
+        "totals": totals(components),
+    }
+
+
+def _finish(store: RunStore, dialogues: Sequence[Dialogue], evaluated: int, reused: int,
+            partial: bool = False) -> RunResult:
     by_id = {record.dialogue_id: record for record in store.checked_records()}
     selected = [by_id[d.dialogue_id] for d in dialogues if d.dialogue_id in by_id]
     succeeded = [record for record in selected if record.status == "ok"]
     failed = [record for record in selected if record.status != "ok"]
     missing = [d.dialogue_id for d in dialogues if d.dialogue_id not in by_id]
-    if missing:
+    if missing and not partial:
         raise HarnessError(f"{len(missing)} dialogues have no record in {store.ranks_path} (first: {missing[:5]})")
     metrics: dict[str, Any] = {}
     if succeeded:

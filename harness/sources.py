@@ -7,6 +7,7 @@ which it has.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -14,6 +15,7 @@ from harness.errors import HarnessError
 from harness.protocols import Answerer, Generated, Questioner, RunContext, TracedTurn, TurnFailure
 from harness.turns import format_turn
 from harness.types import Benchmark, Dialogue, DialogueState
+from harness.usage import usage_of
 
 
 class ReplaySource:
@@ -43,6 +45,12 @@ class LiveSource:
     def __init__(self, questioner: Questioner, answerer: Answerer) -> None:
         self.questioner = questioner
         self.answerer = answerer
+        self._seconds = {"questioner": 0.0, "answerer": 0.0}
+
+    def usage(self) -> dict[str, Any]:
+        """Per bot: what it spent (``harness.usage``) and the seconds its calls took."""
+        return {role: {**usage_of(bot), "seconds": self._seconds[role]}
+                for role, bot in (("questioner", self.questioner), ("answerer", self.answerer))}
 
     def identity(self) -> Mapping[str, Any]:
         """Valid after ``prepare`` (bots know their model fingerprints once loaded)."""
@@ -53,10 +61,14 @@ class LiveSource:
         self.answerer.prepare(benchmark, context)
 
     def next_turns(self, states: Sequence[DialogueState]) -> list[str | TracedTurn | TurnFailure]:
+        started = time.perf_counter()
         questions = self.questioner.ask(states)
+        self._seconds["questioner"] += time.perf_counter() - started
         _check("questioner", questions, states)
         asked = [index for index, question in enumerate(questions) if not isinstance(question, TurnFailure)]
+        started = time.perf_counter()
         answers = self.answerer.answer([states[i] for i in asked], [_text(questions[i]) for i in asked])
+        self._seconds["answerer"] += time.perf_counter() - started
         _check("answerer", answers, asked)
         answer_of = dict(zip(asked, answers))
         turns: list[str | TracedTurn | TurnFailure] = []

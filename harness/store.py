@@ -1,5 +1,6 @@
 """A run directory: ``manifest.json`` (what was run), ``ranks.jsonl`` (one line per finished dialogue, appended as
-dialogues finish) and ``metrics.json`` (derived from the ranks, recomputable at any time).
+dialogues finish), ``trace.jsonl`` (what produced each dialogue), ``costs.jsonl`` (what each invocation spent) and
+``metrics.json`` (derived from the ranks, recomputable at any time).
 
     store = RunStore(Path("runs/chatir-visdial"))
     store.open(manifest)                      # new run, or resume: refuses a manifest that disagrees
@@ -28,6 +29,7 @@ MANIFEST = "manifest.json"
 RANKS = "ranks.jsonl"
 TRACE = "trace.jsonl"
 METRICS = "metrics.json"
+COSTS = "costs.jsonl"  # one line per invocation: what it spent (harness.usage)
 LOCK = ".lock"  # held (flock) by the one process writing the run
 
 
@@ -197,6 +199,25 @@ class RunStore:
         except OSError as error:
             # A line cut short by the failed write is dropped when the run resumes.
             raise_storage_error(path, error)
+
+    @property
+    def costs_path(self) -> Path:
+        return self.directory / COSTS
+
+    def append_costs(self, entry: Mapping[str, Any]) -> None:
+        self._append_text(self.costs_path, json.dumps(entry, sort_keys=True) + "\n")
+
+    def costs(self) -> list[dict[str, Any]]:
+        """Every invocation's costs line (a line torn by a crash is skipped)."""
+        if not self.costs_path.is_file():
+            return []
+        entries = []
+        for line in self.costs_path.read_text(encoding="utf-8").splitlines():
+            try:
+                entries.append(json.loads(line))
+            except json.JSONDecodeError:
+                log.warning("%s: a damaged line is skipped", self.costs_path)
+        return entries
 
     def write_metrics(self, metrics: Mapping[str, Any]) -> None:
         atomic_write_text(self.metrics_path, json.dumps(metrics, indent=2, sort_keys=True))

@@ -58,16 +58,29 @@ def combine(first: Mapping[str, Any], second: Mapping[str, Any], sign: int = 1) 
     return combined
 
 
-def totals(usage: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:
-    """Every counted field summed over the components (``usage`` maps component -> its counts)."""
+def totals(usage: Mapping[str, Any]) -> dict[str, float]:
+    """Every counted field summed over the (nested) components of ``usage``; seconds are time, not spending."""
     summed: Counter[str] = Counter()
-    for counts in usage.values():
-        summed.update({name: value for name, value in counts.items() if isinstance(value, int | float)})
+    for name, value in usage.items():
+        if name == "seconds":
+            continue
+        if isinstance(value, Mapping):
+            summed.update(totals(value))
+        elif isinstance(value, int | float) and not isinstance(value, bool) and name != "seconds":
+            summed[name] += value
     return dict(summed)
 
 
 class BudgetReached(HarnessError):
-    """A run spent what ``--max-api-calls`` or ``--max-total-tokens`` allow: the driver stores what finished."""
+    """A run spent what ``--max-api-calls`` or ``--max-total-tokens`` allow: the driver stores what finished.
+    ``usage`` is what the chunk that stopped had spent, so the invocation's costs still count it."""
+
+    def __init__(self, reason: str, usage: Mapping[str, Any] | None = None) -> None:
+        super().__init__(reason)
+        self.usage = dict(usage or {})
+
+    def __reduce__(self) -> tuple[Any, ...]:  # keeps ``usage`` across a Ray worker's pickling
+        return BudgetReached, (str(self), self.usage)
 
 
 @dataclass
@@ -93,3 +106,28 @@ class Budget:
         if self.max_total_tokens is not None and tokens >= self.max_total_tokens:
             return f"{tokens:,} tokens reached --max-total-tokens {self.max_total_tokens:,}"
         return None
+
+
+COST_FIELDS = ("api_calls", "model_calls", "prompt_tokens", "completion_tokens", "cache_hits", "images_generated",
+               "image_cache_hits")
+
+
+def summed_costs(entries: list[Mapping[str, Any]]) -> dict[str, float]:
+    """A run's costs.jsonl lines summed: invocations, wall seconds, each counted field and each stage's seconds."""
+    summed: Counter[str] = Counter({"invocations": len(entries)})
+    for entry in entries:
+        summed["wall_seconds"] += float(entry.get("wall_seconds", 0))
+        summed.update({name: value for name, value in dict(entry.get("totals", {})).items()
+                       if isinstance(value, int | float)})
+        summed.update({f"{stage}_seconds": float(value) for stage, value in dict(entry.get("stage_seconds", {})).items()})
+    return dict(summed)
+
+
+def format_costs(summed: Mapping[str, float]) -> str:
+    """One line of what a run spent, for ``harness run`` and ``harness metrics``."""
+    counts = ", ".join(f"{int(summed[name]):,} {name.replace('_', ' ')}" for name in COST_FIELDS if summed.get(name))
+    stages = ", ".join(f"{name.removesuffix('_seconds')} {value:.1f} s" for name, value in summed.items()
+                       if name.endswith("_seconds") and name != "wall_seconds")
+    invocations = int(summed.get("invocations", 0))
+    return (f"spent ({invocations} invocation{'s' if invocations != 1 else ''}, {summed.get('wall_seconds', 0):.1f} s): "
+            f"{counts or 'no model or API call'}" + (f"; {stages}" if stages else ""))

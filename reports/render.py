@@ -25,6 +25,7 @@ from harness.dialogue_quality import MEASURES, format_measure, quality_measures
 from harness.errors import HarnessError
 from harness.run_dialogues import run_dialogues
 from harness.store import RunStore
+from harness.usage import COST_FIELDS, summed_costs
 from reports.compare import Comparison, describe_methods
 from reports.plots import plot_curves, plot_degradation, plot_file_name
 from reports.tables import (
@@ -127,6 +128,20 @@ _QUALITY_HEADER = ("system", *_QUALITY_MEASURES)
 _QUALITY_NOTE = "Rules: " + "; ".join(f"{name}: {MEASURES[name]}" for name in _QUALITY_MEASURES) + "."
 
 
+_COST_HEADER = ("system", "invocations", "wall s", *COST_FIELDS)
+_COST_NOTE = ("What each run spent, summed over its invocations (costs.jsonl): API requests (retries included) and "
+              "the server's token counts; local model generations and the tokenizer's counts; cache hits.")
+
+
+def _cost_rows(comparison: Comparison) -> list[tuple[str, ...]]:
+    rows = []
+    for run in comparison.runs:
+        summed = summed_costs(RunStore(run.directory).costs())
+        rows.append((run.name, f"{int(summed['invocations'])}", f"{summed.get('wall_seconds', 0):.1f}",
+                     *(f"{int(summed.get(name, 0)):,}" for name in COST_FIELDS)))
+    return rows
+
+
 def _quality_rows(comparison: Comparison) -> list[tuple[str, ...]]:
     rows = []
     for run in comparison.runs:
@@ -193,6 +208,7 @@ def render_markdown(comparison: Comparison, files: ReportFiles) -> str:
                   ""]
     parts += ["## Dialogue quality", "", to_markdown(_plain_table(_QUALITY_HEADER, _quality_rows(comparison))), "",
               _QUALITY_NOTE, ""]
+    parts += ["## Costs", "", to_markdown(_plain_table(_COST_HEADER, _cost_rows(comparison))), "", _COST_NOTE, ""]
     parts += ["## Methods", ""] + [f"- {line}" for line in describe_methods(comparison.settings)] + [""]
     parts += ["Files: `results.csv` (long format), `tests.csv` (every test), `table.tex`, `report.html`.", ""]
     return "\n".join(parts)
@@ -231,6 +247,8 @@ def render_html(comparison: Comparison, files: ReportFiles) -> str:
                     "the dialogue explorer</a>.</p>")
     body += ["<h2>Dialogue quality</h2>", to_html(_plain_table(_QUALITY_HEADER, _quality_rows(comparison))),
              f"<p>{html.escape(_QUALITY_NOTE)}</p>"]
+    body += ["<h2>Costs</h2>", to_html(_plain_table(_COST_HEADER, _cost_rows(comparison))),
+             f"<p>{html.escape(_COST_NOTE)}</p>"]
     body += ["<h2>Methods</h2>", '<ul class="methods">']
     body += [f"<li>{html.escape(line)}</li>" for line in describe_methods(comparison.settings)] + ["</ul>"]
     return (

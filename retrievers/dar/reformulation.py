@@ -88,6 +88,10 @@ class Reformulator:
         """LLM generations this reformulator asked for (cache misses)."""
         return self._cache.misses if self._cache else 0
 
+    @property
+    def cache_hits(self) -> int:
+        return self._cache.hits if self._cache else 0
+
     def captions(self, prefixes: Sequence[Sequence[str]]) -> list[Generated | InvalidTurn]:
         """S_t for each dialogue prefix (caption first, then "question? answer" turns), cleaned; an S_t invalid in
         every draw is an ``InvalidTurn``."""

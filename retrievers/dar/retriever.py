@@ -50,6 +50,7 @@ from harness.protocols import Generated, RunContext
 from harness.ranking import rank_targets
 from harness.turn_validity import InvalidPolicy, InvalidTurn
 from harness.types import PROMPTS_TRUNCATED, QUERY_TRUNCATED, DialogueState, RankBatch, SearchSpace, batched
+from harness.usage import usage_of
 from harness.vector_cache import VectorCache
 from retrievers.dar.diffusion import DiffusionGenerator, DiffusionSettings
 from retrievers.dar.fusion import FusionSchedule, fuse
@@ -296,8 +297,12 @@ class DARRetriever:
         self._query_targets = {dialogue.dialogue_id: dialogue.target for dialogue in dialogues}
 
     def usage(self) -> dict[str, int]:
-        """Images drawn, image cache hits and LLM calls (response cache misses) since ``prepare``."""
-        return {**self.image_source.usage(), "llm_calls": self.reformulator.calls if self.reformulator else 0}
+        """Images drawn, image cache hits and LLM calls (response cache misses) since ``prepare``, and what the LLM
+        spent (``harness.usage``: API or model calls, tokens) with the response cache's hits."""
+        if self.reformulator is None:
+            return {**self.image_source.usage(), "llm_calls": 0}
+        return {**self.image_source.usage(), "llm_calls": self.reformulator.calls,
+                **usage_of(self.reformulator.generator), "cache_hits": self.reformulator.cache_hits}
 
     def rank(self, states: Sequence[DialogueState]) -> RankBatch:
         if not states:

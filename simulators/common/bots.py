@@ -24,6 +24,7 @@ from harness.protocols import Generated, RunContext, TextGenerator, TurnFailure,
 from harness.response_cache import ResponseCache
 from harness.turn_validity import DEFAULT_POLICY, InvalidPolicy, generate_valid, require_resampling
 from harness.types import Benchmark, DialogueState
+from harness.usage import usage_of
 from simulators.common.cleaning import answer_problem, clean_answer, clean_question, question_problem
 from simulators.common.prompts import PromptTemplate, render_for_state
 
@@ -77,6 +78,10 @@ class _CachedBot:
 
         return generate_valid(self.policy, self.generator, len(states), draw, clean, problem,
                               lambda item, attempt: self._seed_of(states[item], "redraw", attempt), self.role)
+
+    def usage(self) -> dict[str, int]:
+        """What the generator spent, and the response cache's hits and misses."""
+        return {**usage_of(self.generator), "cache_hits": self.cache.hits, "cache_misses": self.cache.misses}
 
     def use_cache(self, cache: ResponseCache) -> None:
         """Replace the response cache ``prepare`` opened (benchmarks use one that never reuses a response)."""

@@ -44,6 +44,7 @@ from harness.hashing import stable_hash
 from harness.images import require_one_image_per_prompt
 from harness.pretrained import load_pretrained as load_any_pretrained
 from harness.protocols import RunContext, TurnFailure
+from harness.usage import UsageCounter
 
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 DTYPE_ALIASES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
@@ -126,6 +127,7 @@ class _HFGenerator:
         self._torch_dtype: torch.dtype | None = None
         self._fingerprint = ""
         self._origin: _HFGenerator | None = None  # what a sampled() copy loads through
+        self.usage_counter = UsageCounter()  # shared with sampled() copies: their draws cost too
 
     @property
     def sampling(self) -> bool:
@@ -134,6 +136,15 @@ class _HFGenerator:
     @property
     def loaded(self) -> bool:
         return self._model is not None
+
+    def usage(self) -> dict[str, int]:
+        """Prompts generated (``model_calls``) and the tokenizer's count of their input and output tokens."""
+        return self.usage_counter.snapshot()
+
+    def _count(self, inputs: Any, generated: torch.Tensor, pad_token_id: int | None) -> None:
+        completion = generated if pad_token_id is None else generated != pad_token_id
+        self.usage_counter.add(model_calls=len(generated), prompt_tokens=int(inputs["attention_mask"].sum()),
+                               completion_tokens=int(completion.sum()))
 
     def sampled(self, temperature: float) -> Self:
         """This generator sampling at ``temperature`` (one sequence per prompt), sharing its loaded model: what an
@@ -254,6 +265,7 @@ class Seq2SeqGenerator(_HFGenerator):
         def step(chunk: slice) -> list[str]:
             inputs = self._tokenizer(list(prompts[chunk]), return_tensors="pt", padding=True).to(self._device)
             output = self._model.generate(**inputs, **self._generation_kwargs(seeds[chunk]))
+            self._count(inputs, output[:, 1:], self._tokenizer.pad_token_id)  # past the decoder's start token
             return [text.strip() for text in self._tokenizer.batch_decode(output, skip_special_tokens=True)]
 
         return self._run(len(prompts), seeds, step)
@@ -293,6 +305,7 @@ class CausalChatGenerator(_HFGenerator):
                 **inputs, pad_token_id=self._tokenizer.pad_token_id, **self._generation_kwargs(seeds[chunk])
             )
             new_tokens = output[:, inputs["input_ids"].shape[1]:]
+            self._count(inputs, new_tokens, self._tokenizer.pad_token_id)
             return [text.strip() for text in self._tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
 
         return self._run(len(prompts), seeds, step)
@@ -351,6 +364,7 @@ class Blip2Generator(_HFGenerator):
             output = self._model.generate(**inputs, **self._generation_kwargs(seeds[chunk]))
             if self._decoder_only:  # the language model's output starts with the prompt
                 output = output[:, inputs["input_ids"].shape[1]:]
+            self._count(inputs, output if self._decoder_only else output[:, 1:], self._processor.tokenizer.pad_token_id)
             return [text.strip() for text in self._processor.batch_decode(output, skip_special_tokens=True)]
 
         return self._run(len(prompts), seeds, step)

@@ -42,6 +42,7 @@ from PIL import Image
 from harness.errors import ConfigError, HarnessError
 from harness.images import require_one_image_per_prompt
 from harness.protocols import RunContext, TurnFailure
+from harness.usage import UsageCounter
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +140,7 @@ class _OpenAIGenerator:
         self.backoff = backoff
         self._sleep = sleep
         self._client: openai.OpenAI | None = None
+        self.usage_counter = UsageCounter()  # every request sent, and the server's token counts
         self._secret = ""  # only to scrub it from server messages; never logged or returned
 
     def __repr__(self) -> str:
@@ -147,6 +149,10 @@ class _OpenAIGenerator:
     @property
     def sampling(self) -> bool:
         return self.temperature > 0
+
+    def usage(self) -> dict[str, int]:
+        """Requests sent (``api_calls``, retries included) and the tokens the server's replies report."""
+        return self.usage_counter.snapshot()
 
     def sampled(self, temperature: float) -> Self:
         """This generator sampling at ``temperature``, sharing its client: what an invalid output is redrawn with."""
@@ -228,6 +234,7 @@ class _OpenAIGenerator:
     def _attempt(self, messages: list[Message], seed: int) -> str | TurnFailure | _Retryable:
         """One request: its text, a permanent failure, or a failure worth retrying."""
         assert self._client is not None
+        self.usage_counter.add(api_calls=1)
         try:
             response = self._client.chat.completions.create(
                 model=self.model, messages=messages, temperature=self.temperature, max_tokens=self.max_tokens,
@@ -256,6 +263,10 @@ class _OpenAIGenerator:
             return _Retryable(f"the reply is not a valid chat completion ({self._scrub(str(error))[:MESSAGE_CHARS]})")
         if not hasattr(response, "choices"):  # a 200 that is no completion at all: a proxy's HTML page, say
             return _Retryable(f"the reply is not a chat completion: {self._scrub(' '.join(str(response).split()))[:80]}")
+        usage = getattr(response, "usage", None)
+        if usage is not None:
+            self.usage_counter.add(prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
+                                   completion_tokens=getattr(usage, "completion_tokens", 0) or 0)
         content = response.choices[0].message.content if response.choices else None
         # A server may echo the request, key included; nothing it sends back is kept with the key in it.
         return self._scrub(content) if content and content.strip() else TurnFailure("empty response")

@@ -287,3 +287,13 @@ def test_a_secret_in_the_environment_reaches_neither_the_records_nor_the_trace(s
         assert "it indoors" not in text and "is <redacted>?" in text
     assert run_cli(*live_args(small_benchmark, tmp_path / "live"))[0] == 0  # resumes: every trace still pairs
     assert len((tmp_path / "live" / "trace.jsonl").read_text().splitlines()) == small_benchmark.count
+
+
+def test_a_questioner_asking_one_question_every_round_is_counted(small_benchmark, tmp_path):
+    # What SmolLM2-135M-Instruct asked with another prompt, every round.
+    args = live_args(small_benchmark, tmp_path / "live", "--questioner-arg", 'questions=["What is in the photo?"]')
+    assert run_cli(*args)[0] == 0
+    overall = json.loads((tmp_path / "live" / "metrics.json").read_text())["DialogueQuality"]["overall"]
+    assert overall["repeated_questions"] == small_benchmark.count * 3  # rounds 2..4 repeat round 1
+    assert overall["dialogues_repeating"] == small_benchmark.count
+    assert overall["distinct_questions_per_dialogue"] == 1

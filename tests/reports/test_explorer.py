@@ -163,7 +163,8 @@ def test_the_report_and_its_explorer_link_each_other(runs, tmp_path):
            str(tmp_path / "report" / "explorer"), "--permutations", "50", "--bootstrap", "20")
     report = (tmp_path / "report" / "report.html").read_text(encoding="utf-8")
     assert 'href="explorer/index.html"' in report
-    assert "explorer/index.html" in (tmp_path / "report" / "report.md").read_text(encoding="utf-8")
+    markdown = (tmp_path / "report" / "report.md").read_text(encoding="utf-8")
+    assert "explorer/index.html" in markdown and "## Costs" in markdown and "| 1 |" in markdown
     assert 'href="../report.html"' in (tmp_path / "report" / "explorer" / "index.html").read_text(encoding="utf-8")
 
 

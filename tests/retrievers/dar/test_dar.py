@@ -208,7 +208,10 @@ def test_paper_variant_through_the_llm_twice_gives_the_same_ranks_from_the_cache
     assert all(len(line["ranks"]) == 3 for line in lines("first"))  # rounds 0..2 of 4 dialogues
     requests = 4 * 3 * 3  # dialogue-rounds x K = 3 images each
     assert usage["first"]["llm_calls"] > 0 and 0 < usage["first"]["images_generated"] <= requests
-    assert usage["second"] == {"images_generated": 0, "image_cache_hits": requests, "llm_calls": 0}
+    assert {name: usage["second"].get(name, 0) for name in ("images_generated", "image_cache_hits", "llm_calls",
+                                                       "model_calls")} == {
+        "images_generated": 0, "image_cache_hits": requests, "llm_calls": 0, "model_calls": 0}
+    assert usage["first"]["model_calls"] == usage["first"]["llm_calls"] and usage["first"]["prompt_tokens"] > 0
     recorded = json.loads((tmp_path / "second" / "manifest.json").read_text())["components"]["identities"]["retriever"]
     assert recorded["fusion"]["images_per_round"] == 3 and recorded["images"]["settings"]["batch_size"] == 8
 

@@ -140,6 +140,19 @@ def test_causal_decodes_only_new_tokens(tiny_causal_lm: Path, bot_context) -> No
     assert len(generator._tokenizer(output, add_special_tokens=False).input_ids) <= 4 + 2  # 4 tokens, re-split
 
 
+def test_a_local_model_counts_its_generations_and_the_tokenizers_tokens(tiny_flan_t5: Path, bot_context) -> None:
+    generator = Seq2SeqGenerator(str(tiny_flan_t5), max_new_tokens=8, batch_size=1)
+    generator.load(bot_context)
+    outputs = generator.generate(PROMPTS, SEEDS)
+    usage = generator.usage()
+    tokenizer = generator._tokenizer
+    assert usage["model_calls"] == len(PROMPTS)
+    assert usage["prompt_tokens"] == sum(len(tokenizer(prompt)["input_ids"]) for prompt in PROMPTS)
+    assert len(outputs) == len(PROMPTS) and 0 < usage["completion_tokens"] <= len(PROMPTS) * 8  # max_new_tokens
+    generator.sampled(0.7).generate(PROMPTS[:1], SEEDS[:1])
+    assert generator.usage()["model_calls"] == len(PROMPTS) + 1  # a redraw copy counts into the same counter
+
+
 def test_a_redraw_copy_samples_from_the_weights_its_original_loads(tiny_flan_t5: Path, bot_context) -> None:
     greedy = Seq2SeqGenerator(str(tiny_flan_t5), max_new_tokens=8, num_beams=2)
     greedy.resolve(bot_context)  # as DAR's reformulator does: identity known, weights not loaded

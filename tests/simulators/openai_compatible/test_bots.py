@@ -157,3 +157,35 @@ def test_a_rejected_parameter_stops_the_run_with_the_server_reason(server, synth
     assert "(HTTP 422: temperature: must be at most 2); check the model name, the base URL and the request " \
            "parameters (temperature 5, max_tokens 32, seed)" in output
     assert len({(request.text, request.body["seed"]) for request in server.requests}) == len(server.requests)  # no retry
+
+
+def test_costs_count_every_request_and_a_spending_limit_stops_and_resumes_to_the_same_run(server, synthetic,
+                                                                                          tmp_path):
+    code, output = run_openai_cli(synthetic, server.base_url, tmp_path / "whole")
+    assert code == 0, output
+    whole_requests = len(server.requests)  # fewer than dialogues x rounds x bots: equal prompts are asked once
+    [costs] = [json.loads(line) for line in (tmp_path / "whole" / "costs.jsonl").read_text().splitlines()]
+    components = costs["components"]
+    assert components["questioner"]["api_calls"] + components["answerer"]["api_calls"] == whole_requests
+    assert costs["totals"]["prompt_tokens"] == costs["totals"]["completion_tokens"] == whole_requests  # server usage
+    assert components["questioner"]["cache_misses"] == components["questioner"]["api_calls"]  # no retry here
+    assert costs["stopped"] is None and costs["dialogues_evaluated"] == 3 and "spent (1 invocation" in output
+
+    server.requests.clear()
+    code, output = run_openai_cli(synthetic, server.base_url, tmp_path / "limited", "--batch-size", "1",
+                                  "--max-api-calls", "5", "--cache-dir", str(tmp_path / "cache-limited"))
+    first = len(server.requests)
+    assert code == 0 and f"STOPPED: {first} API calls reached --max-api-calls 5" in output
+    assert 5 <= first <= 5 + 2  # at most one round's requests (one dialogue: a question and an answer) past it
+    stored = len((tmp_path / "limited" / "ranks.jsonl").read_text().splitlines())
+    assert 1 <= stored < 3
+    code, output = run_openai_cli(synthetic, server.base_url, tmp_path / "limited", "--batch-size", "1",
+                                  "--cache-dir", str(tmp_path / "cache-limited"))
+    assert code == 0 and "STOPPED" not in output
+    assert len(server.requests) == whole_requests  # what the stopped chunk asked was cached, never asked again
+    assert (tmp_path / "limited" / "ranks.jsonl").read_text() == (tmp_path / "whole" / "ranks.jsonl").read_text()
+    entries = [json.loads(line) for line in (tmp_path / "limited" / "costs.jsonl").read_text().splitlines()]
+    assert [entry["totals"]["api_calls"] for entry in entries] == [first, whole_requests - first]
+    assert entries[0]["stopped"] and entries[1]["stopped"] is None
+    result = CliRunner().invoke(main, ["metrics", str(tmp_path / "limited")], catch_exceptions=False)
+    assert "spent (2 invocations" in result.output and f"{whole_requests} api calls" in result.output
