@@ -54,7 +54,8 @@ of {size:,} images; {len(pages):,} dialogues have a page (click the id){report}.
 <label>find <input id="search" type="search" placeholder="dialogue id or caption"></label>
 <label>flag <select id="flag"><option value="">any</option>{flag_options}</select></label>
 <label>final rank of <select id="system">{system_options}</select> from <input id="min-rank" type="number" min="0"
- size="6"> to <input id="max-rank" type="number" min="0" size="6"></label>
+ size="6"> to <input id="max-rank" type="number" min="0" size="6">, its change (rank at round 0 minus the last) at
+ least <input id="min-change" type="number" size="6"></label>
 <label><input id="disagree" type="checkbox"> systems disagree (Hits@{HITS_AT} at the last round)</label>
 <label><input id="with-page" type="checkbox"> with a page</label>
 <span id="shown-count" aria-live="polite"></span>

@@ -168,11 +168,11 @@ def test_the_report_and_its_explorer_link_each_other(runs, tmp_path):
     assert 'href="../report.html"' in (tmp_path / "report" / "explorer" / "index.html").read_text(encoding="utf-8")
 
 
-def chromium(page: Path, tmp_path: Path, *options: str) -> subprocess.CompletedProcess:
+def chromium(page: Path, tmp_path: Path, *options: str, fragment: str = "") -> subprocess.CompletedProcess:
     command = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                "--disable-background-networking", "--disable-component-update", "--disable-sync",
                "--enable-logging=stderr", "--v=0", f"--user-data-dir={tmp_path / 'profile'}", *options,
-               page.resolve().as_uri()]
+               page.resolve().as_uri() + (f"#{fragment}" if fragment else "")]
     completed = subprocess.run(command, check=False, capture_output=True, text=True, timeout=120,
                                env={**os.environ, "LANG": "C.UTF-8"})
     assert completed.returncode == 0, completed.stderr[-2000:]
@@ -195,6 +195,13 @@ def test_the_pages_run_their_scripts_and_render_in_chromium(runs, tmp_path):
     index = tmp_path / "view" / "index.html"
     dom = chromium(index, tmp_path, "--dump-dom").stdout
     assert 'data-ready="1"' in dom and f"{DIALOGUES} of {DIALOGUES} dialogues shown" in dom
+    final = {line["dialogue_id"]: line["ranks"] for line in
+             map(json.loads, (runs["blip"] / "ranks.jsonl").read_text().splitlines())}
+    for fragment, shown in (("system=0&max-rank=9", sum(ranks[-1] <= 9 for ranks in final.values())),
+                            ("system=0&min-change=1", sum(ranks[0] - ranks[-1] >= 1 for ranks in final.values())),
+                            ("with-page=1", 2), ("search=no+such+caption", 0)):
+        dom = chromium(index, tmp_path, "--dump-dom", fragment=fragment).stdout
+        assert f"{shown} of {DIALOGUES} dialogues shown" in dom, fragment
     chromium(index, tmp_path, f"--screenshot={tmp_path / 'index.png'}", "--window-size=1200,900")
     assert_not_blank(tmp_path / "index.png")
 

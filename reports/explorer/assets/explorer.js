@@ -7,15 +7,16 @@ function setUpIndex() {
   if (!table) return;
   const body = table.tBodies[0];
   const rows = Array.from(body.rows);
-  const controls = ["search", "flag", "system", "min-rank", "max-rank", "disagree", "with-page"]
+  const controls = ["search", "flag", "system", "min-rank", "max-rank", "min-change", "disagree", "with-page"]
     .map((id) => document.getElementById(id));
-  const [search, flag, system, minRank, maxRank, disagree, withPage] = controls;
+  const [search, flag, system, minRank, maxRank, minChange, disagree, withPage] = controls;
   const count = document.getElementById("shown-count");
 
   function filter() {
     const text = search.value.trim().toLowerCase();
     const low = minRank.value === "" ? -Infinity : Number(minRank.value);
     const high = maxRank.value === "" ? Infinity : Number(maxRank.value);
+    const leastChange = minChange.value === "" ? -Infinity : Number(minChange.value);
     let shown = 0;
     for (const row of rows) {
       const final = row.getAttribute("data-final-" + system.value);
@@ -24,6 +25,7 @@ function setUpIndex() {
         (!text || row.dataset.id.toLowerCase().includes(text) || row.dataset.caption.includes(text)) &&
         (!flag.value || row.dataset.flags.split("|").includes(flag.value)) &&
         ((low === -Infinity && high === Infinity) || (rank >= low && rank <= high)) &&
+        Number(row.getAttribute("data-change-" + system.value)) >= leastChange &&
         (!disagree.checked || row.dataset.disagree === "1") &&
         (!withPage.checked || row.dataset.page === "1");
       row.hidden = !visible;
@@ -53,7 +55,31 @@ function setUpIndex() {
     for (const row of rows) body.appendChild(row);
   }
 
-  for (const control of controls) control.addEventListener("input", filter);
+  // The filters live in the address's fragment too (index.html#flag=failed&min-change=10), so a view can be shared.
+  const wanted = new URLSearchParams(window.location.hash.slice(1));
+  for (const control of controls) {
+    if (!wanted.has(control.id)) continue;
+    if (control.type === "checkbox") control.checked = wanted.get(control.id) === "1";
+    else control.value = wanted.get(control.id);
+  }
+
+  function remember() {
+    const chosen = new URLSearchParams();
+    for (const control of controls) {
+      if (control.type === "checkbox" ? control.checked : control.value !== "" && control !== system) {
+        chosen.set(control.id, control.type === "checkbox" ? "1" : control.value);
+      }
+    }
+    if (chosen.toString()) chosen.set("system", system.value);
+    window.location.hash = chosen.toString();
+  }
+
+  for (const control of controls) {
+    control.addEventListener("input", () => {
+      filter();
+      remember();
+    });
+  }
   for (const header of table.tHead.querySelectorAll("th[data-sort]")) {
     header.addEventListener("click", () => sortBy(header));
   }
