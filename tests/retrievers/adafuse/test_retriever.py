@@ -152,6 +152,14 @@ def test_harness_run_records_gate_and_degradation_metrics(checkpoint, synthetic,
         assert sum(gates) / 4 == pytest.approx(metrics["GateMean"][round_])
     printed = {line.split()[0] for line in result.output.splitlines() if line.strip()}
     assert {"Hits@10", "Degradation", "RankDrop", "GateMean"} <= printed  # next to Hits@10 in the run's table
+    # The explorer shows each round's gate from the trace, beside S_t and the generated image.
+    shown = CliRunner().invoke(main, ["view", str(tmp_path / "run"), "--out", str(tmp_path / "view"), "--limit", "1",
+                                      "--quiet"], catch_exceptions=False)
+    assert shown.exit_code == 0, shown.output
+    page = (tmp_path / "view" / "dialogues" / "0.html").read_text(encoding="utf-8")
+    trace = json.loads((tmp_path / "run" / "trace.jsonl").read_text().splitlines()[0])["rounds"]
+    assert all(f"<td>{entry['retriever']['gate']:.3f}</td>" in page for entry in trace)
+    assert page.count('title="prompt: ') == ROUNDS + 1
 
 
 def test_end_to_end_training_saves_the_text_side_and_the_retriever_loads_it(synthetic, generated, tiny_blip,
