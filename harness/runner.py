@@ -326,13 +326,12 @@ class ChunkWorkerFactory:
         target_positions: Mapping[str, int],
         identities: Mapping[str, Any] | None = None,
         source: DialogueSource | None = None,
-        spent: Mapping[str, Any] | None = None,
     ) -> None:
         self.spec = spec
         self.budget = Budget(spec.max_api_calls, spec.max_total_tokens)
         # What this invocation spent before the chunk a worker starts: the driver's running total, shared in its
         # process; a Ray worker gets the total when it was made and counts from there.
-        self.spent: dict[str, Any] = dict(spent or {}) if spent is not None else {}
+        self.spent: dict[str, Any] = {}
         self.benchmark = benchmark
         self.target_positions = dict(target_positions)
         self.identities = identities

@@ -181,7 +181,7 @@ class RunStore:
         secrets = environment_secrets()
         lines = [scrub_secrets(record.to_json(), secrets) for record in records]
         traces = "".join(scrub_secrets(json.dumps({
-            "dialogue_id": record.dialogue_id, "record_sha256": hashlib.sha256(line.encode("utf-8")).hexdigest(),
+            "dialogue_id": record.dialogue_id, "record_sha256": _line_digest(line),
             "rounds": list(record.trace)}, ensure_ascii=False), secrets) + "\n"
             for record, line in zip(records, lines) if record.trace is not None)
         if traces:
@@ -274,7 +274,11 @@ class RunStore:
 
 def _digest(record: RunRecord) -> str:
     """What ties a trace line to its record: the sha256 of the record's ranks.jsonl line."""
-    return hashlib.sha256(record.to_json().encode("utf-8")).hexdigest()
+    return _line_digest(record.to_json())
+
+
+def _line_digest(line: str) -> str:
+    return hashlib.sha256(line.encode("utf-8")).hexdigest()
 
 
 def describe_differences(stored: Any, new: Any, prefix: str = "") -> list[str]:

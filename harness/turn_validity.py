@@ -2,16 +2,16 @@
 was asked for, an empty answer or caption): resample it, fail its dialogue, or keep it flagged.
 
     policy = InvalidPolicy(on_invalid="resample", max_resamples=2)   # the default of every generating bot
-    outputs = generate_valid(policy, draw, clean, problem, redraw_seed, what="questioner")
+    outputs = generate_valid(policy, generator, len(prompts), draw, clean, problem, redraw_seed, "questioner")
 
 ``generate_valid`` cleans every first output and checks it with ``problem`` (a reason, or None when valid). Under
 ``resample`` each invalid one is drawn again up to ``max_resamples`` times, sampling (temperature: the policy's, else
 the generator's own when it samples, else 0.7; one sequence per prompt) with a seed that depends only on the item
 and the attempt (``redraw_seed(item, attempt)``: the bots use (run seed, role, dialogue, round, attempt)), so redraws
 are reproducible and do not depend on the batch or where a run resumed; every redraw goes through the response
-cache like a first draw. An item still invalid after its last redraw, or any invalid item under ``fail``, becomes a
-``InvalidTurn`` (a ``TurnFailure``) with the reason and the rejected outputs; under ``keep`` the invalid output stays, its rules naming
-the problem (``invalid:<reason>``). Every rejected draw (raw output, cleaned text, reason, attempt) travels with
+cache like a first draw. An item still invalid after its last redraw, or any invalid item under ``fail``, becomes an
+``InvalidTurn`` (a ``TurnFailure``) with the reason and the rejected outputs; under ``keep`` the invalid output
+stays, its rules naming the problem (``invalid:<reason>``). Every rejected draw (raw output, cleaned text, reason, attempt) travels with
 the result into the run's trace.
 """
 
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from harness.errors import ConfigError
 from harness.protocols import Generated, TurnFailure
@@ -63,15 +63,9 @@ class InvalidTurn(TurnFailure):
 DEFAULT_POLICY = InvalidPolicy()
 
 
-class Resampling(Protocol):
-    """A generator that can be redrawn from: ``sampled(temperature)`` is a copy that samples one sequence per prompt
-    at ``temperature`` and shares the loaded weights or client."""
-
-    def sampled(self, temperature: float) -> Any: ...
-
-
 def require_resampling(policy: InvalidPolicy, generator: Any, what: str) -> None:
-    """Refuse, before any model loads, a resample policy over a generator that cannot sample."""
+    """Refuse, before any model loads, a resample policy over a generator that cannot sample: one without
+    ``sampled(temperature)``, a copy that samples one sequence per prompt and shares the loaded weights or client."""
     if policy.on_invalid == "resample" and policy.max_resamples and not callable(getattr(generator, "sampled", None)):
         raise ConfigError(f"the {what}'s generator {type(generator).__name__} cannot redraw (it has no sampled()); "
                           "pass on_invalid=fail or on_invalid=keep")

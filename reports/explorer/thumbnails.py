@@ -81,9 +81,8 @@ class Thumbnails:
         return self._thumbnail(source, size)
 
     def _thumbnail(self, source: Path, size: int) -> str | None:
-        known = self._done.get((str(source), size))
-        if known is not None or (str(source), size) in self._done:
-            return known
+        if (str(source), size) in self._done:
+            return self._done[(str(source), size)]
         name = hashlib.sha256(f"{source.resolve()}|{size}".encode()).hexdigest()[:24] + ".jpg"
         target = self.folder / name
         relative: str | None = f"{FOLDER}/{name}"

@@ -8,7 +8,7 @@ rules are never mixed with these):
 
 Captions (S_t)
   1. drop every line that copies the dialogue: a line opening with a question label ("Q:", "Question:"), or whose
-     text, labels and case aside, is a turn of the dialogue, a turn's question or its answer, or a "Q: ... A: ..."
+     text, labels, case and punctuation aside (``harness.dialogue_quality.normalise_question``), is a turn of the dialogue, a turn's question or its answer, or a "Q: ... A: ..."
      line of the prompt (copied-dialogue-line);
   2. drop a leading label from the other lines: "Caption:", "Description:", "Summary:", "Answer:", "A:", "Output:",
      "Reformulated caption:", "New caption:" ... (caption-label);
@@ -32,6 +32,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from harness.dialogue_quality import normalise_question
 from harness.protocols import Generated
 from harness.turns import format_dialogue, split_turn
 
@@ -41,7 +42,7 @@ _LABEL = re.compile(
     r"output|a)\s*:\s*", re.IGNORECASE)
 _QUESTION_LINE = re.compile(r"^\s*(?:q|question)\s*:", re.IGNORECASE)
 _INLINE_DIALOGUE = re.compile(r"\s(?:q|question|a|answer)\s*:", re.IGNORECASE)
-_LIST_MARKER = re.compile(r"^\s*(?:[-*•]|\(?\d+[.):])\s*")
+LIST_MARKER = re.compile(r"^\s*(?:[-*•]|\(?\d+[.):])\s*")  # "1.", "(2)", "-", "*" before a listed prompt
 _WORD = re.compile(r"\w")
 
 
@@ -76,9 +77,10 @@ def _clean_lines(text: str, prefix: Sequence[str], strip_markers: bool) -> tuple
     rules: list[str] = []
     for line in text.splitlines():
         if strip_markers:
-            line = _LIST_MARKER.sub("", line)
+            line = LIST_MARKER.sub("", line)
         unlabelled = _LABEL.sub("", line)
-        if _QUESTION_LINE.match(line) or (_normalise(unlabelled) in copied and _normalise(unlabelled)):
+        normalised = normalise_question(unlabelled)
+        if _QUESTION_LINE.match(line) or (normalised and normalised in copied):
             _note(rules, "copied-dialogue-line")
             continue
         if unlabelled != line:
@@ -95,11 +97,7 @@ def _dialogue_lines(prefix: Sequence[str]) -> set[str]:
         lines |= {turn, question, answer}
     if len(prefix) > 1:
         lines |= set(format_dialogue(prefix).splitlines())
-    return {_normalise(line) for line in lines} - {""}
-
-
-def _normalise(text: str) -> str:
-    return " ".join(re.sub(r"[^\w\s]", "", text.lower()).split())
+    return {normalise_question(line) for line in lines} - {""}
 
 
 def _note(rules: list[str], rule: str) -> None:

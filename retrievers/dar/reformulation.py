@@ -20,7 +20,6 @@ no prompt line) is redrawn, failed (an ``InvalidTurn``: DAR fails that dialogue)
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -31,11 +30,10 @@ from harness.protocols import Generated, RunContext, TextGenerator, TurnFailure
 from harness.response_cache import ResponseCache
 from harness.turn_validity import DEFAULT_POLICY, InvalidPolicy, InvalidTurn, generate_valid, require_resampling
 from harness.turns import format_dialogue
-from retrievers.dar.cleaning import CLEANING_VERSION, caption_problem, clean_caption, clean_image_prompts
+from retrievers.dar.cleaning import CLEANING_VERSION, LIST_MARKER, caption_problem, clean_caption, clean_image_prompts
 
 CAPTION_FIELDS = ("caption", "dialogue")
 IMAGE_PROMPT_FIELDS = ("caption", "count")
-_LIST_MARKER = re.compile(r"^\s*(?:[-*•]|\(?\d+[.):])\s*")
 
 
 def load_caption_template(source: str) -> PromptTemplate:
@@ -49,7 +47,7 @@ def load_image_prompt_template(source: str) -> PromptTemplate:
 def parse_prompt_lines(text: str, count: int, fallback: str) -> list[str]:
     """The first ``count`` non-empty lines of R2's answer, list markers removed; missing lines are filled with the
     caption itself (so K images are always drawn, and the shortfall is visible in the cached answer)."""
-    lines = [_LIST_MARKER.sub("", line).strip() for line in text.splitlines()]
+    lines = [LIST_MARKER.sub("", line).strip() for line in text.splitlines()]
     prompts = [line for line in lines if line][:count]
     return prompts + [fallback] * (count - len(prompts))
 
