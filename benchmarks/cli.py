@@ -113,7 +113,8 @@ def dialogues() -> None:
 @click.option("--out", required=True, type=click.Path(path_type=Path, dir_okay=False), help="ChatIR-format JSON file to write.")
 @click.option("--skip-failed", is_flag=True, help="Export the finished dialogues of a run that has failed ones.")
 @click.option("--reformulated", is_flag=True,
-              help="Write the S_t of a DAR/ADaFuSE run instead, as a reformulated file for --dar-queries.")
+              help="Write the S_t of a DAR/ADaFuSE run (or the reconstructed captions of a plugir run) instead, as a "
+                   "reformulated file for --dar-queries or --query-mode entry.")
 @_user_errors
 def export(run: Path, out: Path, skip_failed: bool, reformulated: bool) -> None:
     """Write a live RUN's generated dialogues as a ChatIR-format file (replay it with `harness run --benchmark FILE`),

@@ -11,7 +11,8 @@ dialogues of a benchmark gives them the same ids again, and replaying it with th
 live run's ranks exactly. A failed dialogue is never dropped silently: export refuses, unless told to skip failed
 dialogues, and then says how many it left out. A reformulated file pairs record i with the benchmark's dialogue i,
 so it is written only from a run whose every dialogue, from the first on, finished: S_0..S_t of each round come
-from the run's trace.jsonl, where the retriever recorded the caption it ranked with.
+from the run's trace.jsonl, where the retriever recorded the caption it ranked with (DAR's S_t), or, for a run whose
+questioner reconstructs the caption every round (PlugIR), where the questioner recorded it (round 0: the caption).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 from harness.dialogue_files import write_chatir_dialogues
 from harness.errors import HarnessError
 from harness.store import RunStore
-from harness.types import Dialogue
+from harness.types import RECONSTRUCTION, Dialogue
 
 
 @dataclass(frozen=True)
@@ -73,12 +74,25 @@ def export_reformulated(run: Path, out: Path) -> ExportSummary:
         rounds = traces.get(record.dialogue_id)
         if rounds is None:
             raise HarnessError(f"{run}: dialogue {record.dialogue_id} has no trace (a run from before trace.jsonl)")
-        captions = {entry["round"]: entry.get("retriever", {}).get("caption") for entry in rounds}
+        captions = {entry["round"]: _reformulated_caption(entry) for entry in rounds}
+        reconstructed = any(isinstance(entry.get("notes", {}).get(RECONSTRUCTION), dict) for entry in rounds)
+        if reconstructed and not isinstance(captions.get(0), str) and record.dialog:
+            captions[0] = record.dialog[0]
         missing = [round_ for round_ in range(len(record.ranks)) if not isinstance(captions.get(round_), str)]
         if missing:
             raise HarnessError(f"{run}: dialogue {record.dialogue_id}, round {missing[0]} has no reformulated caption "
-                               "in trace.jsonl; only DAR and ADaFuSE runs record S_t")
+                               "in trace.jsonl; only DAR and ADaFuSE runs record S_t, and plugir runs their "
+                               "reconstructed captions")
         dialogues.append(Dialogue(record.dialogue_id, record.target,
                                   tuple(captions[round_] for round_ in range(len(record.ranks)))))
     write_chatir_dialogues(out, dialogues)
     return ExportSummary(out, len(dialogues), ())
+
+
+def _reformulated_caption(entry: dict) -> str | None:
+    """The caption a round was ranked with: DAR's S_t, else the questioner's reconstruction (PlugIR's c)."""
+    caption = entry.get("retriever", {}).get("caption")
+    if isinstance(caption, str):
+        return caption
+    note = entry.get("notes", {}).get(RECONSTRUCTION)
+    return note.get("text") if isinstance(note, dict) else None

@@ -4,6 +4,7 @@ BUILTINS: dict[str, dict[str, str]] = {
     "retriever": {
         "zs": "retrievers.dual_encoders.retriever:zs",
         "cocoft": "retrievers.dual_encoders.retriever:cocoft",
+        "cocoft-large": "retrievers.dual_encoders.retriever:cocoft_large",
         "chatir": "retrievers.dual_encoders.retriever:chatir",
         "clip": "retrievers.dual_encoders.retriever:clip",
         "dar": "retrievers.dar.retriever:build_dar",
@@ -15,6 +16,7 @@ BUILTINS: dict[str, dict[str, str]] = {
         "flan": "simulators.hf.bots:build_flan_questioner",
         "hf-chat": "simulators.hf.bots:build_hf_chat_questioner",
         "openai": "simulators.openai_compatible.bots:build_openai_questioner",
+        "plugir": "simulators.plugir.questioner:build_plugir",
         "replay": "simulators.replay:build_replay_questioner",
         "scripted": "harness.fixtures.scripted:build_scripted_questioner",
     },

@@ -96,6 +96,7 @@ def _text(path: Path | None) -> str | None:
 @click.option("--questioner-model", help="Questioner model source: hub id, local directory, or API model name.")
 @click.option("--questioner-prompt", type=click.Path(path_type=Path, dir_okay=False, exists=True), help="Prompt template file replacing the packaged one.")
 @click.option("--questioner-arg", "questioner_arg", multiple=True, metavar="KEY=VALUE", help="Extra questioner argument (repeatable), e.g. max_new_tokens=24.")
+@click.option("--candidate-captions", type=click.Path(path_type=Path, dir_okay=False, exists=True), help="plugir questioner: captions of the search-space images (JSON; `harness data caption` writes one).")
 @click.option("--answerer", help="Live run: answerer bot (blip2, openai, replay, scripted).")
 @click.option("--answerer-model", help="Answerer model source: hub id, local directory, or API model name.")
 @click.option("--answerer-prompt", type=click.Path(path_type=Path, dir_okay=False, exists=True), help="Prompt template file replacing the packaged one.")
@@ -135,6 +136,7 @@ def run_command(
     questioner_model: str | None,
     questioner_prompt: Path | None,
     questioner_arg: tuple[str, ...],
+    candidate_captions: Path | None,
     answerer_model: str | None,
     answerer_prompt: Path | None,
     answerer_arg: tuple[str, ...],
@@ -164,8 +166,10 @@ def run_command(
         arguments = dict(file_values.get(f"{role}_args", {}))
         arguments.update(parse_argument(text) for text in extra)
         overrides = {"model": model, "prompt": _text(prompt)}
-        if names[role] == "openai":
+        if names[role] == "openai" or (role == "questioner" and names[role] == "plugir"):
             overrides.update(endpoint)
+        if role == "questioner":
+            overrides["candidate_captions"] = _text(candidate_captions)
         if role == "retriever" and names[role] in DAR_PIPELINES:
             overrides.update(dar_options)
         if role == "retriever" and names[role] == "adafuse":
@@ -173,8 +177,10 @@ def run_command(
         arguments.update({key: value for key, value in overrides.items() if value is not None})
         if arguments:
             flag_values[f"{role}_args"] = arguments
-    if (base_url or api_key_env) and "openai" not in (names["questioner"], names["answerer"]):
-        raise click.UsageError("--base-url and --api-key-env apply to the openai questioner or answerer")
+    if (base_url or api_key_env) and not {"openai", "plugir"} & {names["questioner"], names["answerer"]}:
+        raise click.UsageError("--base-url and --api-key-env apply to the openai (or plugir) questioner or answerer")
+    if candidate_captions is not None and names["questioner"] != "plugir":
+        raise click.UsageError("--candidate-captions applies to --questioner plugir")
     if any(value is not None for value in dar_options.values()) and names["retriever"] not in DAR_PIPELINES:
         raise click.UsageError("the --dar-* options apply to --retriever dar or adafuse")
     if fusion_checkpoint is not None and names["retriever"] != "adafuse":

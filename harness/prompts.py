@@ -28,17 +28,19 @@ class PromptTemplate:
     fields: tuple[str, ...]
 
     def __post_init__(self) -> None:
-        used = {
-            match.group("named") or match.group("braced")
-            for match in string.Template.pattern.finditer(self.text)
-            if match.group("named") or match.group("braced")
-        }
-        unknown = used - set(self.fields)
+        unknown = self.used_fields() - set(self.fields)
         if unknown:
             raise ConfigError(
                 f"prompt template {self.name}: unknown field(s) {', '.join(sorted(unknown))}; "
                 f"this template may use {', '.join('$' + field for field in self.fields)}"
             )
+
+    def used_fields(self) -> set[str]:
+        return {
+            match.group("named") or match.group("braced")
+            for match in string.Template.pattern.finditer(self.text)
+            if match.group("named") or match.group("braced")
+        }
 
     def render(self, **values: Any) -> str:
         return string.Template(self.text).safe_substitute({key: str(value) for key, value in values.items()}).strip()
@@ -49,13 +51,18 @@ class PromptTemplate:
 
 def load_template(source: str | Path, package: str, fields: Collection[str]) -> PromptTemplate:
     """A template packaged as ``<package>/prompts/<source>.txt``, or a user's text file."""
+    return PromptTemplate(*read_template(source, package), tuple(fields))
+
+
+def read_template(source: str | Path, package: str) -> tuple[str, str]:
+    """The name and text of a template packaged as ``<package>/prompts/<source>.txt``, or of a user's text file."""
     path = Path(source)
     if path.suffix == ".txt" or path.exists():
         try:
-            return PromptTemplate(str(path), path.read_text(encoding="utf-8"), tuple(fields))
+            return str(path), path.read_text(encoding="utf-8")
         except OSError as error:
             raise ConfigError(f"cannot read prompt template {path}: {error.strerror}") from None
     packaged = resources.files(package) / "prompts" / f"{source}.txt"
     if not packaged.is_file():
         raise ConfigError(f"no packaged prompt template named {source!r} in {package} and no such file")
-    return PromptTemplate(str(source), packaged.read_text(encoding="utf-8"), tuple(fields))
+    return str(source), packaged.read_text(encoding="utf-8")

@@ -13,11 +13,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, Self, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
 
 from PIL import Image
 
+from harness.messages import Prompt
 from harness.types import Benchmark, DialogueState, RankBatch, SearchSpace
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,59 @@ class Questioner(Protocol):
 
 
 @runtime_checkable
+class RetrievalView(Protocol):
+    """What a retrieval-aware questioner may see of the retriever (read-only; ``Retriever.retrieval_view()`` after
+    ``prepare``): texts scored against the search space by the retriever's BASE text encoder and its cached image
+    embeddings (for DAR and ADaFuSE, the text-only side: the view's rank of a text X is the rank the retriever gives
+    the query X, text-only for fused retrievers), and the retriever's own current ranking of each dialogue state
+    (fused for DAR and ADaFuSE). Retrievers that compute no scores (oracle, random) offer no view.
+
+        view = retriever.retrieval_view()
+        scores = view.text_scores(["a red bus", "a red bus, is it moving? yes"])    # (2, search space), float32
+        best = view.current_ranking(states, depth=500)                               # per state, 500 positions
+    """
+
+    @property
+    def size(self) -> int:
+        """Images in the search space."""
+
+    def text_identity(self) -> Mapping[str, Any]:
+        """What the text embeddings depend on (weights, tokenizer, token limit): for caching them."""
+
+    def embed_texts(self, texts: Sequence[str]) -> torch.Tensor:
+        """(len(texts), D) float32 unit vectors from the base text encoder; a text's embedding does not depend on
+        the texts beside it."""
+
+    def image_embeddings(self, positions: Sequence[int]) -> torch.Tensor:
+        """(len(positions), D) float32 image embeddings of those search-space positions."""
+
+    def text_scores(self, texts: Sequence[str]) -> torch.Tensor:
+        """(len(texts), size) float32 dot products of the texts' embeddings with every image."""
+
+    def current_ranking(self, states: Sequence[DialogueState], depth: int) -> list[tuple[int, ...]]:
+        """Per state, the retriever's ``depth`` best images, best first (the harness's stable tie rule); empty for a
+        state the retriever cannot rank."""
+
+
+@runtime_checkable
+class RetrievalAware(Protocol):
+    """A questioner that needs the retriever (``needs_retrieval = True``): the runner binds a ``RetrievalView``
+    after preparing the retriever, on every worker, and refuses, before any model loads, a retriever with none."""
+
+    needs_retrieval: bool
+
+    def bind_retrieval(self, view: RetrievalView) -> None: ...
+
+
+@runtime_checkable
+class NoteTaker(Protocol):
+    """A questioner that writes notes once a round's turn is known (``DialogueState.notes``): ``states`` are at the
+    new round, its turn included; one mapping of note name to text (or ``Generated``) per state, or a failure."""
+
+    def write_notes(self, states: Sequence[DialogueState]) -> list[Mapping[str, str] | TurnFailure]: ...
+
+
+@runtime_checkable
 class Answerer(Protocol):
     """Answers each question looking at the dialogue's target image (``benchmark.search_space.resolve``)."""
 
@@ -73,19 +130,22 @@ class Answerer(Protocol):
 
 class Generated(str):
     """A bot's output after post-processing: the string itself is the text the dialogue gets (so a Generated is used
-    wherever a plain answer is), ``raw`` the model's output, ``rules`` the cleaning rules that changed it and
-    ``rejected`` the invalid draws before it (``harness.turn_validity``), all kept in the run's trace."""
+    wherever a plain answer is), ``raw`` the model's output, ``rules`` the cleaning rules that changed it,
+    ``rejected`` the invalid draws before it (``harness.turn_validity``) and ``details`` what a multi-step bot did
+    to arrive at it (PlugIR's candidates, drawn questions and KL values), all kept in the run's trace."""
 
     raw: str
     rules: tuple[str, ...]
     rejected: tuple[Mapping[str, Any], ...]
+    details: Mapping[str, Any]
 
     def __new__(cls, text: str, raw: str | None = None, rules: tuple[str, ...] = (),
-                rejected: tuple[Mapping[str, Any], ...] = ()) -> Self:
+                rejected: tuple[Mapping[str, Any], ...] = (), details: Mapping[str, Any] | None = None) -> Self:
         generated = super().__new__(cls, text)
         generated.raw = text if raw is None else raw
         generated.rules = tuple(rules)
         generated.rejected = tuple(rejected)
+        generated.details = dict(details or {})
         return generated
 
     @property
@@ -95,10 +155,11 @@ class Generated(str):
     def trace(self) -> dict[str, Any]:
         """What a run's trace keeps of this output."""
         rejected = {"rejected": [dict(entry) for entry in self.rejected]} if self.rejected else {}
-        return {"raw": self.raw, "text": self.text, "rules": list(self.rules), **rejected}
+        details = {"details": dict(self.details)} if self.details else {}
+        return {"raw": self.raw, "text": self.text, "rules": list(self.rules), **rejected, **details}
 
     def __reduce__(self) -> tuple[Any, ...]:  # for Ray workers: str's own pickling would drop raw and rules
-        return Generated, (str(self), self.raw, self.rules, self.rejected)
+        return Generated, (str(self), self.raw, self.rules, self.rejected, self.details)
 
     def __repr__(self) -> str:
         rejected = f", rejected={self.rejected!r}" if self.rejected else ""
@@ -107,11 +168,12 @@ class Generated(str):
 
 @dataclass(frozen=True)
 class TracedTurn:
-    """A generated round: the "question? answer" ``text`` and what produced it (``trace``: each bot's raw output,
-    cleaned text and rules), which the run keeps in trace.jsonl."""
+    """A generated round: the "question? answer" ``text``, what produced it (``trace``: each bot's raw output,
+    cleaned text and rules), which the run keeps in trace.jsonl, and the round's notes (``DialogueState.notes``)."""
 
     text: str
     trace: Mapping[str, Any]
+    notes: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -141,7 +203,9 @@ class DialogueSource(Protocol):
 class TextGenerator(Protocol):
     """A text model backend (seq2seq, causal chat, OpenAI-compatible endpoint) behind bots and DAR's
     reformulation: text in, text out, in batches. ``identity()`` holds the model's identity and every decoding
-    parameter; a generation that failed for good is a ``TurnFailure`` in its place.
+    parameter; a generation that failed for good is a ``TurnFailure`` in its place. ``sampled(temperature)`` and
+    ``with_decoding(temperature=, max_new_tokens=, top_p=)`` give copies that decode otherwise and share the loaded
+    model or client (redraws, and bots whose steps decode differently, need them).
 
         generator.load(context)
         generator.generate(["prompt one", "prompt two"], seeds=[11, 12])
@@ -155,7 +219,9 @@ class TextGenerator(Protocol):
 
     def load(self, context: RunContext) -> None: ...
 
-    def generate(self, prompts: Sequence[str], seeds: Sequence[int]) -> list[str | TurnFailure]: ...
+    def generate(self, prompts: Sequence[Prompt], seeds: Sequence[int]) -> list[str | TurnFailure]:
+        """A prompt is a string or a role-tagged ``Conversation`` (``harness.messages``): chat back-ends send its
+        messages, text-to-text back-ends read it flattened."""
 
 
 @runtime_checkable

@@ -72,11 +72,11 @@ def ranks_from_scores(scores: torch.Tensor, target_indices: Sequence[int], keep_
     failures = [_failure(float(lowest), float(highest)) for lowest, highest in zip(low.tolist(), high.tolist())]
     ranks = [UNRANKED if failure else rank for rank, failure in zip(higher.tolist(), failures)]
     tied = [bool(count > 0) and failure is None for count, failure in zip(equal.tolist(), failures)]
-    top = _stable_top(scores, keep_top, failures) if keep_top > 0 else ()
+    top = stable_top(scores, keep_top, failures) if keep_top > 0 else ()
     return Ranking(tuple(ranks), tuple(tied), tuple(failures), top)
 
 
-def _stable_top(scores: torch.Tensor, count: int, failures: Sequence[str | None]) -> tuple[tuple[int, ...], ...]:
+def stable_top(scores: torch.Tensor, count: int, failures: Sequence[str | None]) -> tuple[tuple[int, ...], ...]:
     """Each row's ``count`` best columns in the order of a stable descending sort (ties: the earlier column first);
     none for a row that could not be ranked. Only the images scoring at least the count-th best are sorted."""
     count = min(count, scores.shape[1])

@@ -132,6 +132,8 @@ def evaluate_chunk(
     ``seconds`` adds up the time the source and the retriever took."""
     seconds = {} if seconds is None else seconds
     turns = {dialogue.dialogue_id: [dialogue.caption] for dialogue in dialogues}
+    notes: dict[str, list[Mapping[str, str]]] = {dialogue.dialogue_id: [{}] for dialogue in dialogues}
+    query_note = getattr(source, "query_note", None)
     ranks: dict[str, list[int]] = {dialogue.dialogue_id: [] for dialogue in dialogues}
     side_ranks: dict[str, dict[str, list[int]]] = {dialogue.dialogue_id: {} for dialogue in dialogues}
     side_values: dict[str, dict[str, list[float]]] = {dialogue.dialogue_id: {} for dialogue in dialogues}
@@ -143,7 +145,8 @@ def evaluate_chunk(
         if before_round is not None:
             before_round()
         if round_ > 0:
-            previous = [_state(dialogue, turns, target_positions, round_ - 1, query_mode) for dialogue in running]
+            previous = [_state(dialogue, turns, notes, target_positions, round_ - 1, query_mode, query_note)
+                        for dialogue in running]
             started = time.perf_counter()
             produced = source.next_turns(previous)
             seconds["source"] = seconds.get("source", 0.0) + time.perf_counter() - started
@@ -156,12 +159,14 @@ def evaluate_chunk(
                 else:
                     traced = turn if isinstance(turn, TracedTurn) else TracedTurn(turn, {})
                     turns[dialogue.dialogue_id].append(traced.text)
+                    notes[dialogue.dialogue_id].append(dict(traced.notes))
                     traces[dialogue.dialogue_id].append({"round": round_, **traced.trace})
                     still_running.append(dialogue)
             running = still_running
             if not running:
                 break
-        states = [_state(dialogue, turns, target_positions, round_, query_mode) for dialogue in running]
+        states = [_state(dialogue, turns, notes, target_positions, round_, query_mode, query_note)
+                  for dialogue in running]
         started = time.perf_counter()
         batch = retriever.rank(states)
         seconds["retriever"] = seconds.get("retriever", 0.0) + time.perf_counter() - started
@@ -247,7 +252,7 @@ def run_evaluation(
     bot_records: list[ComponentRecord] = []
     given_source = source
     if source is None:
-        source, bot_records = _build_source(spec, benchmark, dialogues)
+        source, bot_records = _build_source(spec, benchmark, dialogues, retriever)
     device = resolve_device(spec.device)
     store = RunStore(spec.out)
     with store.locked():
@@ -264,6 +269,7 @@ def run_evaluation(
             # is built once, and the manifest records the components' identities before any record is written.
             retriever.prepare(search_space, context)
             source.prepare(benchmark, context)
+            connect_retrieval(source, retriever)
             identities = _record_components(store, retriever, [retriever_record, *bot_records], source, context, resumed)
             factory = ChunkWorkerFactory(
                 spec=spec,
@@ -377,10 +383,11 @@ class ChunkWorkerFactory:
         source = self.source
         if source is None:
             dialogues = self.benchmark.dialogues[: spec.limit] if spec.limit else self.benchmark.dialogues
-            source, _ = _build_source(spec, self.benchmark, dialogues)
+            source, _ = _build_source(spec, self.benchmark, dialogues, retriever)
         context = run_context(spec, resolve_device(spec.device), progress=False)
         retriever.prepare(self.benchmark.search_space, context)
         source.prepare(self.benchmark, context)
+        connect_retrieval(source, retriever)
         if self.identities is not None:
             built = _jsonable({"retriever": dict(retriever.identity()), "source": dict(source.identity())})
             differences = describe_differences(self.identities, built)
@@ -404,7 +411,7 @@ def load_plugins(plugins: Sequence[str]) -> None:
 
 
 def _build_source(
-    spec: RunSpec, benchmark: Benchmark, dialogues: Sequence[Dialogue]
+    spec: RunSpec, benchmark: Benchmark, dialogues: Sequence[Dialogue], retriever: Retriever
 ) -> tuple[DialogueSource, list[ComponentRecord]]:
     if not spec.live:
         check_rounds(benchmark, dialogues, spec.rounds)
@@ -415,7 +422,23 @@ def _build_source(
     if getattr(answerer, "needs_images", False) and benchmark.search_space.image_root is None:
         raise ConfigError(f"the {spec.answerer} answerer looks at each dialogue's target image, so this run needs "
                           "--image-root (the folder the search-space image paths are relative to)")
+    if getattr(questioner, "needs_retrieval", False) and not callable(getattr(retriever, "retrieval_view", None)):
+        raise ConfigError(f"the {spec.questioner} questioner asks from what the retriever returns, but the "
+                          f"{spec.retriever} retriever computes no scores to show it; use a retriever built on an "
+                          "encoder (zs, cocoft, cocoft-large, chatir, clip, dar, adafuse)")
+    read_notes = getattr(answerer, "reads_notes", ())
+    written = getattr(questioner, "writes_notes", ())
+    unread = [name for name in read_notes if name not in written]
+    if unread:
+        raise ConfigError(f"the {spec.answerer} answerer reads the {unread[0]!r} note (see_reconstruction), but the "
+                          f"{spec.questioner} questioner writes none; use --questioner plugir or drop that argument")
     return LiveSource(questioner, answerer), [questioner_record, answerer_record]
+
+
+def connect_retrieval(source: DialogueSource, retriever: Retriever) -> None:
+    """Give a retrieval-aware questioner its view of the (prepared) retriever; other sources get nothing."""
+    if getattr(source, "needs_retrieval", False):
+        source.bind_retrieval(retriever.retrieval_view())  # type: ignore[attr-defined]
 
 
 def _costs_entry(started: datetime, evaluated: int, spent: Mapping[str, Any], stopped: str | None) -> dict[str, Any]:
@@ -490,7 +513,8 @@ def _truncation_diagnostics(records: Sequence[RunRecord]) -> dict[str, int]:
 
 
 def _state(
-    dialogue: Dialogue, turns: Mapping[str, list[str]], positions: Mapping[str, int], round_: int, query_mode: str
+    dialogue: Dialogue, turns: Mapping[str, list[str]], notes: Mapping[str, list[Mapping[str, str]]],
+    positions: Mapping[str, int], round_: int, query_mode: str, query_note: str | None
 ) -> DialogueState:
     return DialogueState(
         dialogue_id=dialogue.dialogue_id,
@@ -499,6 +523,8 @@ def _state(
         round=round_,
         query_turns=tuple(turns[dialogue.dialogue_id][: round_ + 1]),
         query_mode=query_mode,
+        notes=tuple(notes[dialogue.dialogue_id][: round_ + 1]),
+        query_note=query_note,
     )
 
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from harness.errors import HarnessError
-from harness.protocols import Answerer, Generated, Questioner, RunContext, TracedTurn, TurnFailure
+from harness.protocols import Answerer, Generated, Questioner, RetrievalView, RunContext, TracedTurn, TurnFailure
 from harness.turns import format_turn
 from harness.types import Benchmark, Dialogue, DialogueState
 from harness.usage import usage_of
@@ -38,7 +39,9 @@ class ReplaySource:
 
 class LiveSource:
     """Generated rounds: one batched ``ask`` for every running dialogue, then one batched ``answer`` for those whose
-    question came back. A failure of either bot fails that dialogue only."""
+    question came back. A failure of either bot fails that dialogue only. A questioner that writes notes
+    (``write_notes``, a ``NoteTaker``) writes them once the round's turn is known, in one more batched call; a note
+    it cannot write fails that dialogue too."""
 
     records_dialog = True
 
@@ -46,6 +49,19 @@ class LiveSource:
         self.questioner = questioner
         self.answerer = answerer
         self._seconds = {"questioner": 0.0, "answerer": 0.0}
+
+    @property
+    def query_note(self) -> str | None:
+        """The note the retriever queries with instead of the dialogue (the questioner's choice; None: the dialogue)."""
+        return getattr(self.questioner, "query_note", None)
+
+    @property
+    def needs_retrieval(self) -> bool:
+        return bool(getattr(self.questioner, "needs_retrieval", False))
+
+    def bind_retrieval(self, view: RetrievalView) -> None:
+        """Hand a retrieval-aware questioner (``needs_retrieval``) its read-only view of the retriever."""
+        self.questioner.bind_retrieval(view)  # type: ignore[attr-defined]
 
     def usage(self) -> dict[str, Any]:
         """Per bot: what it spent (``harness.usage``) and the seconds its calls took."""
@@ -82,6 +98,29 @@ class LiveSource:
             else:
                 turns.append(TracedTurn(format_turn(_text(question), _text(answer)),
                                         {"question": _trace(question), "answer": _trace(answer)}))
+        if callable(getattr(self.questioner, "write_notes", None)):
+            started = time.perf_counter()
+            turns = self._with_notes(states, turns)
+            self._seconds["questioner"] += time.perf_counter() - started
+        return turns
+
+    def _with_notes(self, states: Sequence[DialogueState],
+                    turns: list[str | TracedTurn | TurnFailure]) -> list[str | TracedTurn | TurnFailure]:
+        done = [index for index, turn in enumerate(turns) if isinstance(turn, TracedTurn)]
+        after = [replace(states[index], round=states[index].round + 1,
+                         query_turns=(*states[index].query_turns, turns[index].text)) for index in done]  # type: ignore[union-attr]
+        written = self.questioner.write_notes(after)  # type: ignore[attr-defined]
+        _check("questioner's notes", written, after)
+        for index, notes in zip(done, written):
+            turn = turns[index]
+            assert isinstance(turn, TracedTurn)
+            if isinstance(notes, TurnFailure):
+                turns[index] = TurnFailure(f"questioner notes: {notes.reason}",
+                                           {**turn.trace, **_failure_trace("notes", notes)})
+            else:
+                traced = {name: _trace(value) for name, value in notes.items()}
+                turns[index] = TracedTurn(turn.text, {**turn.trace, "notes": traced},
+                                          {name: _text(value) for name, value in notes.items()})
         return turns
 
 

@@ -106,7 +106,11 @@ class Benchmark:
 
 @dataclass(frozen=True)
 class DialogueState:
-    """What the retriever and the bots see of one dialogue at round ``round`` (turns 0..round)."""
+    """What the retriever and the bots see of one dialogue at round ``round`` (turns 0..round).
+
+    ``notes[i]`` holds what a bot wrote down at round i besides the turn (PlugIR's reconstructed caption, under
+    ``"reconstruction"``); any bot may read them. With ``query_note`` set, the query is that note of the state's
+    round (at round 0, with no note, the caption)."""
 
     dialogue_id: str
     target: str
@@ -114,6 +118,8 @@ class DialogueState:
     round: int
     query_turns: tuple[str, ...]
     query_mode: str = "join"
+    notes: tuple[Mapping[str, str], ...] = ()
+    query_note: str | None = None
 
     @classmethod
     def at_round(
@@ -126,7 +132,16 @@ class DialogueState:
     @property
     def query_text(self) -> str:
         """The text a text encoder sees: turns 0..round joined with ", " (ChatIR, ``join``), or only the round's
-        own entry (``entry``, for reformulated dialogues where each entry is already a full caption)."""
+        own entry (``entry``, for reformulated dialogues where each entry is already a full caption), or the
+        round's ``query_note`` when one is set."""
+        if self.query_note is not None:
+            note = self.note(self.query_note)
+            if note is not None:
+                return note
+            if self.round > 0:
+                raise ValueError(f"dialogue {self.dialogue_id} round {self.round} has no {self.query_note!r} note "
+                                 "to query with")
+            return self.caption
         if self.query_mode == "join":
             return ", ".join(self.query_turns)
         if self.query_mode == "entry":
@@ -137,7 +152,14 @@ class DialogueState:
     def caption(self) -> str:
         return self.query_turns[0]
 
+    def note(self, name: str) -> str | None:
+        """The note ``name`` of this state's round, if one was written."""
+        return self.notes[self.round].get(name) if len(self.notes) > self.round else None
 
+
+# The note a questioner that rewrites the dialogue into one caption every round (PlugIR) writes it under; answerers
+# with ``see_reconstruction`` read it and ``harness dialogues export --reformulated`` exports it.
+RECONSTRUCTION = "reconstruction"
 # The side value a retriever reports per state when the query text was cut at its encoder's token limit (1.0) or
 # not (0.0); metrics.json counts them per round (TruncatedQueries) and the manifest in total.
 QUERY_TRUNCATED = "query_truncated"

@@ -48,6 +48,7 @@ from harness.image_cache import ImageCache
 from harness.images import load_rgb
 from harness.protocols import Generated, RunContext
 from harness.ranking import rank_targets
+from harness.retrieval_view import EncoderView
 from harness.turn_validity import InvalidPolicy, InvalidTurn
 from harness.types import PROMPTS_TRUNCATED, QUERY_TRUNCATED, DialogueState, RankBatch, SearchSpace, batched
 from harness.usage import usage_of
@@ -265,6 +266,8 @@ class DARRetriever:
         self._query_captions: dict[str, tuple[str, ...]] = {}
         self._query_targets: dict[str, str] = {}
         self._vectors: VectorCache | None = None
+        # The fused queries of the last ranked batch, by state: a questioner's view asks for them right after.
+        self._recent_queries: dict[tuple[str, int, tuple[str, ...]], torch.Tensor] = {}
 
     def identity(self) -> Mapping[str, Any]:
         return {
@@ -304,7 +307,22 @@ class DARRetriever:
         return {**self.image_source.usage(), "llm_calls": self.reformulator.calls,
                 **usage_of(self.reformulator.generator), "cache_hits": self.reformulator.cache_hits}
 
+    def retrieval_view(self) -> EncoderView:
+        """What a retrieval-aware questioner sees (``harness.protocols.RetrievalView``): texts scored by the base
+        encoder (the text-only side), and the fused ranking of each state; after ``prepare``."""
+        assert self.base.encoder is not None and self.base.index is not None, "prepare() DAR first"
+        return EncoderView(self.base.encoder, self.base.index, self.query_embeddings)
+
+    def query_embeddings(self, states: Sequence[DialogueState]) -> list[torch.Tensor | None]:
+        """Each state's fused query (None where DAR cannot rank it): those of the batch ranked last, the others
+        ranked now (through the caches)."""
+        missing = [state for state in states if _state_key(state) not in self._recent_queries]
+        if missing:
+            self.rank(missing)
+        return [self._recent_queries.get(_state_key(state)) for state in states]
+
     def rank(self, states: Sequence[DialogueState]) -> RankBatch:
+        self._recent_queries = {}
         if not states:
             return RankBatch(ranks=())
         if self.queries is not None:
@@ -357,6 +375,8 @@ class DARRetriever:
         text_only = rank_targets(text_embeddings, self.base.index, targets)
         failures = {**{row: f"text-only query: {reason}" for row, reason in text_only.failed.items()},
                     **ranking.failed}
+        self._recent_queries.update({_state_key(state): fused.queries[row] for row, state in enumerate(states)
+                                     if row not in failures})
         side_values = {**fused.side_values, QUERY_TRUNCATED: tuple(map(float, encoder.truncated(texts)))}
         if prompts_cut is not None:
             side_values[PROMPTS_TRUNCATED] = prompts_cut
@@ -456,6 +476,10 @@ def _with_failed_rows(batch: RankBatch, rows: Sequence[int], total: int,
         top=spread(batch.top, ()) if batch.top else (),
         traces=tuple(traces),
     )
+
+
+def _state_key(state: DialogueState) -> tuple[str, int, tuple[str, ...]]:
+    return state.dialogue_id, state.round, state.query_turns
 
 
 def _record_index(dialogue_id: str) -> int | None:

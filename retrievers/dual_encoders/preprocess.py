@@ -79,4 +79,6 @@ class ImagePreprocessing:
 
 
 BLIP_224 = ImagePreprocessing(size=224, resize="square")
+# Salesforce/blip-itm-large-coco's own processor (preprocessor_config.json): 384 x 384, bicubic, CLIP mean and std.
+BLIP_384 = BLIP_224.with_size(384)
 CLIP_224 = ImagePreprocessing(size=224, resize="shorter-side-center-crop")

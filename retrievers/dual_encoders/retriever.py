@@ -27,10 +27,11 @@ from harness.errors import ConfigError, HarnessError
 from harness.images import load_rgb
 from harness.protocols import RunContext
 from harness.ranking import rank_targets
+from harness.retrieval_view import EncoderView
 from harness.types import QUERY_TRUNCATED, DialogueState, RankBatch, SearchSpace, batched
 from retrievers.dual_encoders.encoders import DTYPES, DualEncoder
 from retrievers.dual_encoders.loading import EncoderSettings, load_encoder
-from retrievers.dual_encoders.preprocess import BLIP_224, CLIP_224, ImagePreprocessing
+from retrievers.dual_encoders.preprocess import BLIP_224, BLIP_384, CLIP_224, ImagePreprocessing
 
 ZS_CHECKPOINT_URL = "https://storage.googleapis.com/sfr-vision-language-research/BLIP/models/model_base.pth"
 
@@ -48,6 +49,8 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     "zs": Preset("blip", ZS_CHECKPOINT_URL, 200, BLIP_224),
     "cocoft": Preset("blip", "Salesforce/blip-itm-base-coco", 200, BLIP_224),
+    # PlugIR's retriever: BLIP ViT-L fine-tuned on COCO retrieval, at its processor's 384 px.
+    "cocoft-large": Preset("blip", "Salesforce/blip-itm-large-coco", 200, BLIP_384),
     "chatir": Preset(
         "blip",
         None,
@@ -118,10 +121,23 @@ class DualEncoderRetriever:
         if not states:
             return RankBatch(ranks=())
         texts = [state.query_text for state in states]
-        queries = torch.cat([encoder.encode_texts(chunk) for chunk in batched(texts, self.batch_size)])
-        ranking = rank_targets(queries, self._images, [state.target_index for state in states],
+        ranking = rank_targets(self._encode(texts), self._images, [state.target_index for state in states],
                                keep_top=self.keep_top)
         return ranking.batch(side_values={QUERY_TRUNCATED: tuple(map(float, encoder.truncated(texts)))})
+
+    def retrieval_view(self) -> EncoderView:
+        """What a retrieval-aware questioner sees (``harness.protocols.RetrievalView``); after ``prepare``."""
+        if self._images is None:
+            raise RuntimeError("retrieval_view() needs prepare() first")
+        return EncoderView(self._loaded(), self._images, self.query_embeddings)
+
+    def query_embeddings(self, states: Sequence[DialogueState]) -> list[torch.Tensor | None]:
+        """Each state's query embedding, as ``rank`` scores it."""
+        return list(self._encode([state.query_text for state in states])) if states else []
+
+    def _encode(self, texts: Sequence[str]) -> torch.Tensor:
+        encoder = self._loaded()
+        return torch.cat([encoder.encode_texts(chunk) for chunk in batched(list(texts), self.batch_size)])
 
     def _loaded(self) -> DualEncoder:
         if self.encoder is None:
@@ -191,5 +207,6 @@ def _preset_factory(name: str) -> Callable[..., DualEncoderRetriever]:
 
 zs = _preset_factory("zs")
 cocoft = _preset_factory("cocoft")
+cocoft_large = _preset_factory("cocoft-large")
 chatir = _preset_factory("chatir")
 clip = _preset_factory("clip")

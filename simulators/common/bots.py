@@ -128,8 +128,10 @@ class VisionAnswerer(_CachedBot):
     needs_images = True  # the runner refuses a run without --image-root before any model loads
 
     def __init__(self, generator: VisionGenerator, template: PromptTemplate, clean: bool = True,
-                 policy: InvalidPolicy = DEFAULT_POLICY) -> None:
+                 policy: InvalidPolicy = DEFAULT_POLICY, reads_notes: tuple[str, ...] = ()) -> None:
         super().__init__(generator, template, clean, policy)
+        # Notes its prompt reads (``DialogueState.notes``): the runner refuses a questioner that writes none.
+        self.reads_notes = tuple(reads_notes)
         self._benchmark: Benchmark | None = None
         self._image_digests: dict[str, str] = {}
 

@@ -6,7 +6,8 @@
 
 Templates use ``string.Template`` fields: ``$caption`` (round 0), ``$dialogue`` (the rounds so far, one
 "Q: ... A: ..." line each, or "(no questions asked yet)"), ``$question`` (answerer templates), ``$round`` (the round
-being asked, 1-based). The exact template text is part of each bot's identity, so it lands in the run manifest and
+being asked, 1-based), ``$reconstruction`` (the caption a questioner rewrote from the dialogue so far, its
+"reconstruction" note; the caption itself before the first round: PlugIR's answerer prompt, ``see_reconstruction``). The exact template text is part of each bot's identity, so it lands in the run manifest and
 in every response-cache key.
 """
 
@@ -17,9 +18,9 @@ from pathlib import Path
 from harness.prompts import PromptTemplate
 from harness.prompts import load_template as load_prompt_template
 from harness.turns import format_dialogue
-from harness.types import DialogueState
+from harness.types import RECONSTRUCTION, DialogueState
 
-FIELDS = ("caption", "dialogue", "question", "round")
+FIELDS = ("caption", "dialogue", "question", "round", "reconstruction")
 
 
 def load_template(source: str | Path) -> PromptTemplate:
@@ -30,4 +31,14 @@ def load_template(source: str | Path) -> PromptTemplate:
 def render_for_state(template: PromptTemplate, state: DialogueState, question: str = "") -> str:
     """Fill every field from a dialogue state (at the round before the one being asked)."""
     return template.render(caption=state.caption, dialogue=format_dialogue(state.query_turns), question=question,
-                           round=state.round + 1)
+                           round=state.round + 1, reconstruction=state.note(RECONSTRUCTION) or state.caption)
+
+
+def answerer_template(prompt: str, default: str, see_reconstruction: bool) -> tuple[PromptTemplate, tuple[str, ...]]:
+    """An answerer's template and the notes it reads: with ``see_reconstruction`` the packaged default becomes its
+    ``<default>_reconstruction`` variant (PlugIR's "Question: {c}. {question} Answer:" for BLIP-2); any template
+    using ``$reconstruction`` reads that note."""
+    source = f"{default}_reconstruction" if see_reconstruction and prompt == default else prompt
+    template = load_template(source)
+    reads = see_reconstruction or RECONSTRUCTION in template.used_fields()
+    return template, (RECONSTRUCTION,) if reads else ()

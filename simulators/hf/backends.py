@@ -42,6 +42,7 @@ from harness.errors import ConfigError, HarnessError
 from harness.file_digests import files_fingerprint
 from harness.hashing import stable_hash
 from harness.images import require_one_image_per_prompt
+from harness.messages import Prompt, as_messages, as_text
 from harness.pretrained import load_pretrained as load_any_pretrained
 from harness.protocols import RunContext, TurnFailure
 from harness.usage import UsageCounter
@@ -104,6 +105,7 @@ class _HFGenerator:
         temperature: float = 0.0,
         batch_size: int = 32,
         device: str | None = None,
+        top_p: float | None = None,
     ) -> None:
         dtype = DTYPE_ALIASES.get(dtype, dtype)
         if dtype not in DTYPES:
@@ -115,6 +117,9 @@ class _HFGenerator:
             raise ConfigError(f"temperature must be 0 (greedy) or positive, got {temperature!r}")
         if temperature > 0 and num_beams > 1:
             raise ConfigError("sampling (temperature > 0) draws one sequence per prompt; use num_beams=1 with it")
+        if top_p is not None and not 0 < top_p <= 1:
+            raise ConfigError(f"top_p must lie in (0, 1], got {top_p!r}")
+        self.top_p = top_p  # None: the checkpoint's generation config decides
         self.model = str(model)
         self.dtype = dtype
         self.max_new_tokens = int(max_new_tokens)
@@ -126,7 +131,8 @@ class _HFGenerator:
         self._device = ""
         self._torch_dtype: torch.dtype | None = None
         self._fingerprint = ""
-        self._origin: _HFGenerator | None = None  # what a sampled() copy loads through
+        self._origin: _HFGenerator | None = None  # what a with_decoding() copy loads through
+        self._overrides: dict[str, Any] = {}  # the decoding settings such a copy changes
         self.usage_counter = UsageCounter()  # shared with sampled() copies: their draws cost too
 
     @property
@@ -151,10 +157,22 @@ class _HFGenerator:
         invalid output is redrawn with (``harness.turn_validity``)."""
         if not (math.isfinite(temperature) and temperature > 0):
             raise ConfigError(f"a sampling temperature must be positive, got {temperature!r}")
-        resampler = copy.copy(self)
-        resampler.temperature, resampler.num_beams = float(temperature), 1
-        resampler._origin = self
-        return resampler
+        return self.with_decoding(temperature=temperature, num_beams=1)
+
+    def with_decoding(self, temperature: float | None = None, max_new_tokens: int | None = None,
+                      top_p: float | None = None, num_beams: int | None = None) -> Self:
+        """This generator with other decoding settings, sharing its loaded model: what a multi-step bot uses for
+        each step (sampling always draws one sequence per prompt)."""
+        settings = {"temperature": temperature, "max_new_tokens": max_new_tokens, "top_p": top_p,
+                    "num_beams": num_beams}
+        origin = self._origin or self
+        overrides = {**self._overrides, **{key: value for key, value in settings.items() if value is not None}}
+        if overrides.get("temperature", origin.temperature) > 0:
+            overrides["num_beams"] = 1
+        copy_ = copy.copy(origin)
+        copy_.__dict__.update(overrides)
+        copy_._origin, copy_._overrides = origin, overrides
+        return copy_
 
     def decoding(self) -> dict[str, Any]:
         decoding: dict[str, Any] = {
@@ -165,9 +183,13 @@ class _HFGenerator:
         }
         if self.sampling:  # keeps responses cached by the earlier batch-seeded sampler from being served
             decoding["sampler"] = "per-row"
+        if self.top_p is not None:
+            decoding["top_p"] = self.top_p
         return decoding
 
     def identity(self) -> Mapping[str, Any]:
+        if self._origin is not None:
+            self._follow_origin()
         if not self._fingerprint:
             raise RuntimeError(f"{type(self).__name__}.identity() needs resolve() or load() first (it fingerprints "
                                "the files)")
@@ -185,6 +207,10 @@ class _HFGenerator:
         are all cached never has to ``load``."""
         from transformers import AutoConfig
 
+        if self._origin is not None:
+            self._origin.resolve(context)
+            self._follow_origin()
+            return
         device = resolve_device(self.device) if self.device else context.device
         if self._fingerprint and device == self._device:
             return
@@ -198,17 +224,22 @@ class _HFGenerator:
 
     def load(self, context: RunContext) -> None:
         """Load the model (once per device) in eval mode onto this generator's device, else the context's. A
-        ``sampled`` copy loads its original and takes its model, never a second copy of the weights."""
+        ``with_decoding`` copy loads its original and takes its model, never a second copy of the weights."""
         if self._origin is not None:
             self._origin.load(context)
-            decoding = {"temperature": self.temperature, "num_beams": self.num_beams}
-            self.__dict__.update({**self._origin.__dict__, **decoding, "_origin": self._origin})
+            self._follow_origin()
             return
         self.resolve(context)
         if self.loaded:
             return
         assert self._torch_dtype is not None
         self._model = self._load(self._torch_dtype).to(self._device).eval()
+
+    def _follow_origin(self) -> None:
+        """A ``with_decoding`` copy takes its original's resolved state (device, fingerprint, loaded model)."""
+        assert self._origin is not None
+        origin, overrides = self._origin, self._overrides
+        self.__dict__.update({**origin.__dict__, **overrides, "_origin": origin, "_overrides": overrides})
 
     def _load(self, dtype: torch.dtype) -> Any:
         raise NotImplementedError
@@ -231,7 +262,8 @@ class _HFGenerator:
             from simulators.hf.row_sampling import RowSampler
 
             top_k = config.top_k if config.top_k is not None else DEFAULT_TOP_K
-            sampler = RowSampler(seeds, self.temperature, top_k, config.top_p, self._device)
+            top_p = self.top_p if self.top_p is not None else config.top_p
+            sampler = RowSampler(seeds, self.temperature, top_k, top_p, self._device)
             kwargs["logits_processor"] = LogitsProcessorList([sampler])
         if config.max_length is not None:
             kwargs["max_length"] = None  # max_new_tokens rules; avoids the "both set" warning
@@ -261,9 +293,11 @@ class Seq2SeqGenerator(_HFGenerator):
         self._tokenizer = load_pretrained(AutoTokenizer.from_pretrained, self.model, self.option, padding_side="right")
         return load_pretrained(AutoModelForSeq2SeqLM.from_pretrained, self.model, self.option, dtype=dtype)
 
-    def generate(self, prompts: Sequence[str], seeds: Sequence[int]) -> list[str | TurnFailure]:
+    def generate(self, prompts: Sequence[Prompt], seeds: Sequence[int]) -> list[str | TurnFailure]:
+        """A role-tagged prompt is read flattened (``harness.messages``)."""
         def step(chunk: slice) -> list[str]:
-            inputs = self._tokenizer(list(prompts[chunk]), return_tensors="pt", padding=True).to(self._device)
+            texts = [as_text(prompt) for prompt in prompts[chunk]]
+            inputs = self._tokenizer(texts, return_tensors="pt", padding=True).to(self._device)
             output = self._model.generate(**inputs, **self._generation_kwargs(seeds[chunk]))
             self._count(inputs, output[:, 1:], self._tokenizer.pad_token_id)  # past the decoder's start token
             return [text.strip() for text in self._tokenizer.batch_decode(output, skip_special_tokens=True)]
@@ -289,13 +323,12 @@ class CausalChatGenerator(_HFGenerator):
         self._tokenizer = tokenizer
         return load_pretrained(AutoModelForCausalLM.from_pretrained, self.model, self.option, dtype=dtype)
 
-    def render(self, prompt: str) -> str:
-        """The exact text the model reads for ``prompt`` (chat template, generation prompt included)."""
-        return self._tokenizer.apply_chat_template(
-            [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False
-        )
+    def render(self, prompt: Prompt) -> str:
+        """The exact text the model reads for ``prompt`` (chat template, generation prompt included): a string is
+        the user message, a role-tagged prompt its messages."""
+        return self._tokenizer.apply_chat_template(as_messages(prompt), add_generation_prompt=True, tokenize=False)
 
-    def generate(self, prompts: Sequence[str], seeds: Sequence[int]) -> list[str | TurnFailure]:
+    def generate(self, prompts: Sequence[Prompt], seeds: Sequence[int]) -> list[str | TurnFailure]:
         def step(chunk: slice) -> list[str]:
             texts = [self.render(prompt) for prompt in prompts[chunk]]
             # The template already holds the special tokens (BOS, role markers); do not add them twice.

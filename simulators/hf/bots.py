@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from harness.turn_validity import InvalidPolicy
 from simulators.common.bots import LLMQuestioner, VisionAnswerer
-from simulators.common.prompts import load_template
+from simulators.common.prompts import answerer_template, load_template
 from simulators.hf.backends import Blip2Generator, CausalChatGenerator, Seq2SeqGenerator
 
 DEFAULT_FLAN_MODEL = "declare-lab/flan-alpaca-xxl"
@@ -79,9 +79,13 @@ def build_blip2_answerer(
     on_invalid: str = "resample",
     max_resamples: int = 2,
     resample_temperature: float | None = None,
+    see_reconstruction: bool = False,
 ) -> VisionAnswerer:
     """An answerer on BLIP-2 looking at the target image, greedy with short answers, as in ChatIR and PlugIR
-    (``Salesforce/blip2-flan-t5-xl``; the OPT variants such as ``Salesforce/blip2-opt-2.7b`` work too)."""
+    (``Salesforce/blip2-flan-t5-xl``; the OPT variants such as ``Salesforce/blip2-opt-2.7b`` work too).
+    ``see_reconstruction``: prompt with the questioner's reconstructed caption as PlugIR does ("Question: {c}.
+    {question} Answer:"; needs a questioner that writes one, such as ``plugir``)."""
     generator = Blip2Generator(model, dtype, max_new_tokens, batch_size=batch_size, device=device)
-    return VisionAnswerer(generator, load_template(prompt), clean=clean,
-                        policy=InvalidPolicy(on_invalid, max_resamples, resample_temperature))
+    template, reads_notes = answerer_template(prompt, "answerer", see_reconstruction)
+    return VisionAnswerer(generator, template, clean=clean,
+                          policy=InvalidPolicy(on_invalid, max_resamples, resample_temperature), reads_notes=reads_notes)

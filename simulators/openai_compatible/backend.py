@@ -41,6 +41,7 @@ from PIL import Image
 
 from harness.errors import ConfigError, HarnessError
 from harness.images import require_one_image_per_prompt
+from harness.messages import Prompt, as_messages
 from harness.protocols import RunContext, TurnFailure
 from harness.usage import UsageCounter
 
@@ -116,6 +117,7 @@ class _OpenAIGenerator:
         max_retries: int = 6,
         timeout: float = 60.0,
         system_prompt: str | None = None,
+        top_p: float | None = None,
         backoff: Backoff = Backoff(),
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -125,6 +127,8 @@ class _OpenAIGenerator:
                 raise ConfigError(f"{self.backend}: {name} must be at least {least}, not {value}")
         if timeout <= 0 or temperature < 0:
             raise ConfigError(f"{self.backend}: timeout must be > 0 and temperature >= 0")
+        if top_p is not None and not 0 < top_p <= 1:
+            raise ConfigError(f"{self.backend}: top_p must lie in (0, 1], got {top_p!r}")
         self.model = model
         # The URL is passed to the client explicitly (OPENAI_BASE_URL is not consulted) so that the identity always
         # names the server that produced the cached responses.
@@ -137,6 +141,7 @@ class _OpenAIGenerator:
         self.max_retries = max_retries
         self.timeout = timeout
         self.system_prompt = system_prompt
+        self.top_p = top_p  # None: the server's default (not sent)
         self.backoff = backoff
         self._sleep = sleep
         self._client: openai.OpenAI | None = None
@@ -158,9 +163,20 @@ class _OpenAIGenerator:
         """This generator sampling at ``temperature``, sharing its client: what an invalid output is redrawn with."""
         if not temperature > 0:
             raise ConfigError(f"{self.backend}: a sampling temperature must be positive, got {temperature!r}")
-        resampler = copy.copy(self)
-        resampler.temperature = float(temperature)
-        return resampler
+        return self.with_decoding(temperature=temperature)
+
+    def with_decoding(self, temperature: float | None = None, max_new_tokens: int | None = None,
+                      top_p: float | None = None) -> Self:
+        """This generator with other decoding settings, sharing its client and usage counts: what a multi-step bot
+        uses for each step (``max_new_tokens`` is the request's ``max_tokens``)."""
+        copy_ = copy.copy(self)
+        if temperature is not None:
+            copy_.temperature = float(temperature)
+        if max_new_tokens is not None:
+            copy_.max_tokens = int(max_new_tokens)
+        if top_p is not None:
+            copy_.top_p = float(top_p)
+        return copy_
 
     def identity(self) -> Mapping[str, Any]:
         """What changes the outputs; transport options (concurrency, timeout, retries) and the key stay out."""
@@ -171,6 +187,7 @@ class _OpenAIGenerator:
             "temperature": self.temperature,
             "max_tokens": self.max_tokens,
             "system_prompt": self.system_prompt,
+            **({"top_p": self.top_p} if self.top_p is not None else {}),
         }
 
     def load(self, context: RunContext) -> None:
@@ -238,6 +255,7 @@ class _OpenAIGenerator:
         try:
             response = self._client.chat.completions.create(
                 model=self.model, messages=messages, temperature=self.temperature, max_tokens=self.max_tokens,
+                **({"top_p": self.top_p} if self.top_p is not None else {}),
                 seed=seed,  # honoured by OpenAI (best effort) and vLLM; the bots key sampled outputs on it
             )
         except openai.APIStatusError as error:
@@ -286,12 +304,13 @@ class _OpenAIGenerator:
 
 
 class OpenAIChatGenerator(_OpenAIGenerator):
-    """A ``TextGenerator`` for questioners (and reformulators): the prompt is the user message."""
+    """A ``TextGenerator`` for questioners (and reformulators): a string prompt is the user message, a role-tagged
+    one (``harness.messages``) is sent as its messages."""
 
     backend = "openai-chat"
 
-    def generate(self, prompts: Sequence[str], seeds: Sequence[int]) -> list[str | TurnFailure]:
-        return self._run_batch(len(prompts), lambda i: [{"role": "user", "content": prompts[i]}], seeds)
+    def generate(self, prompts: Sequence[Prompt], seeds: Sequence[int]) -> list[str | TurnFailure]:
+        return self._run_batch(len(prompts), lambda i: as_messages(prompts[i]), seeds)
 
 
 class OpenAIVisionGenerator(_OpenAIGenerator):

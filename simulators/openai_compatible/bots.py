@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from harness.turn_validity import InvalidPolicy
 from simulators.common.bots import LLMQuestioner, VisionAnswerer
-from simulators.common.prompts import load_template
+from simulators.common.prompts import answerer_template, load_template
 from simulators.openai_compatible.backend import OpenAIChatGenerator, OpenAIVisionGenerator
 
 
@@ -57,11 +57,15 @@ def build_openai_answerer(
     on_invalid: str = "resample",
     max_resamples: int = 2,
     resample_temperature: float | None = None,
+    see_reconstruction: bool = False,
 ) -> VisionAnswerer:
     """An answerer looking at the target image through a vision chat model (the image goes as a JPEG data URL).
-    Greedy by default, like PlugIR's BLIP-2 answerer; ``max_tokens`` 16 is room for a short answer."""
+    Greedy by default, like PlugIR's BLIP-2 answerer; ``max_tokens`` 16 is room for a short answer.
+    ``see_reconstruction``: the prompt also holds the questioner's reconstructed caption (PlugIR's answerer sees it).
+    """
     generator = OpenAIVisionGenerator(model, base_url=base_url, api_key_env=api_key_env, temperature=temperature,
                                       max_tokens=max_tokens, concurrency=concurrency, max_retries=max_retries,
                                       timeout=timeout)
-    return VisionAnswerer(generator, load_template(prompt), clean=clean,
-                        policy=InvalidPolicy(on_invalid, max_resamples, resample_temperature))
+    template, reads_notes = answerer_template(prompt, "answerer_chat", see_reconstruction)
+    return VisionAnswerer(generator, template, clean=clean,
+                          policy=InvalidPolicy(on_invalid, max_resamples, resample_temperature), reads_notes=reads_notes)

@@ -168,6 +168,38 @@ def test_a_redraw_copy_samples_from_the_weights_its_original_loads(tiny_flan_t5:
         greedy.sampled(0.0)
 
 
+def test_a_step_copy_made_before_loading_decodes_its_own_way_from_the_shared_weights(tiny_flan_t5: Path,
+                                                                                     bot_context) -> None:
+    base = Seq2SeqGenerator(str(tiny_flan_t5), max_new_tokens=8)
+    step = base.with_decoding(temperature=0.7, max_new_tokens=4, top_p=0.8)  # made before anything resolves
+    step.resolve(bot_context)
+    identity = step.identity()
+    assert (identity["temperature"], identity["max_new_tokens"], identity["top_p"], identity["num_beams"]) == (
+        0.7, 4, 0.8, 1)
+    assert "top_p" not in base.identity() and base.identity()["max_new_tokens"] == 8
+    step.load(bot_context)
+    assert base.loaded and step._model is base._model
+    same = Seq2SeqGenerator(str(tiny_flan_t5), max_new_tokens=4, temperature=0.7, top_p=0.8)
+    same.load(bot_context)
+    assert step.generate(PROMPTS, SEEDS) == same.generate(PROMPTS, SEEDS)
+    assert step.sampled(1.2).identity()["top_p"] == 0.8  # a redraw of a step keeps the step's settings
+
+
+def test_a_role_tagged_prompt_is_flattened_for_seq2seq_and_templated_for_chat(tiny_flan_t5: Path, tiny_causal_lm: Path,
+                                                                              bot_context) -> None:
+    from harness.messages import Conversation, Message
+
+    conversation = Conversation((Message("system", "Be brief."), Message("user", "hello there")))
+    seq2seq = Seq2SeqGenerator(str(tiny_flan_t5), max_new_tokens=4)
+    seq2seq.load(bot_context)
+    assert seq2seq.generate([conversation], [0]) == seq2seq.generate([conversation.flattened()], [0])
+    chat = CausalChatGenerator(str(tiny_causal_lm), max_new_tokens=4)
+    chat.load(bot_context)
+    assert chat.render(conversation) == chat._tokenizer.apply_chat_template(
+        conversation.as_dicts(), add_generation_prompt=True, tokenize=False)
+    assert "Be brief." in chat.render(conversation) and chat.render("hello there") != chat.render(conversation)
+
+
 def test_sampling_is_seeded(tiny_flan_t5: Path, bot_context) -> None:
     generator = Seq2SeqGenerator(str(tiny_flan_t5), temperature=1.5, max_new_tokens=8)
     greedy = Seq2SeqGenerator(str(tiny_flan_t5), max_new_tokens=8)

@@ -261,3 +261,22 @@ def test_the_vision_generator_sends_the_image_as_a_data_url(server, sleeps, tmp_
         assert sent.format == "JPEG" and sent.size == expected.size
         assert all(abs(a - b) <= 8 for a, b in zip(sent.convert("RGB").getpixel((4, 4)), expected.getpixel((4, 4))))
         assert request.messages[0]["content"][1] == {"type": "text", "text": request.text}
+
+
+def test_a_role_tagged_prompt_goes_as_its_messages_and_each_step_decodes_its_own_way(server, sleeps, tmp_path):
+    from harness.messages import Conversation, Message
+
+    generator = chat(server, sleeps, tmp_path)
+    conversation = Conversation((Message("system", "Rewrite."), Message("user", "a dog"), Message("assistant", "a pup"),
+                                 Message("user", "a cat")))
+    paraphrase = generator.with_decoding(temperature=0.7, max_new_tokens=64, top_p=0.8)
+    paraphrase.load(RunContext(device="cpu", cache_dir=tmp_path))
+    assert paraphrase.generate([conversation], seeds=[3]) == [reply_for("a cat")]
+    request = server.requests[-1]
+    assert request.messages == conversation.as_dicts()
+    assert (request.body["temperature"], request.body["max_tokens"], request.body["top_p"]) == (0.7, 64, 0.8)
+    assert paraphrase.identity()["top_p"] == 0.8 and "top_p" not in generator.identity()
+    assert generator.identity()["temperature"] == 0.0  # the original keeps its decoding
+    generator.generate(["plain"], seeds=[0])
+    assert "top_p" not in server.requests[-1].body
+    assert generator.usage()["api_calls"] == 2  # copies count into the original's usage

@@ -1,0 +1,71 @@
+"""The ``RetrievalView`` of a retriever built on a dual encoder: its text encoder, its image index and its own way of
+turning a dialogue state into a query embedding (the encoded query text, or DAR's fused query).
+
+    view = EncoderView(encoder, index, query_embeddings=retriever.query_embeddings)
+    view.text_scores(["a red bus"])              # what the retriever's text side scores for that query
+    view.current_ranking(states, depth=500)      # what the retriever itself ranks first for each state
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+import torch
+
+from harness.ranking import ranks_from_scores, stable_top
+from harness.types import DialogueState
+
+
+class TextEncoder(Protocol):
+    def identity(self) -> Mapping[str, Any]: ...
+
+    def encode_texts(self, texts: Sequence[str]) -> torch.Tensor: ...
+
+
+# Per state, its query embedding, or None where the retriever cannot rank that state.
+QueryEmbeddings = Callable[[Sequence[DialogueState]], list[torch.Tensor | None]]
+
+
+class EncoderView:
+    def __init__(self, encoder: TextEncoder, index: torch.Tensor, query_embeddings: QueryEmbeddings) -> None:
+        self._encoder = encoder
+        self._index = index
+        self._query_embeddings = query_embeddings
+
+    @property
+    def size(self) -> int:
+        return int(self._index.shape[0])
+
+    def text_identity(self) -> Mapping[str, Any]:
+        return dict(self._encoder.identity())
+
+    def embed_texts(self, texts: Sequence[str]) -> torch.Tensor:
+        """Each distinct text encoded on its own: padded beside longer texts, a text's embedding would move in its
+        last bits with its batch, and so would the values a questioner derives from it (entropies, KL)."""
+        if not texts:
+            return torch.zeros((0, self._index.shape[1]), dtype=torch.float32, device=self._index.device)
+        distinct = list(dict.fromkeys(texts))
+        encoded = {text: self._encoder.encode_texts([text])[0] for text in distinct}
+        return torch.stack([encoded[text] for text in texts]).to(device=self._index.device, dtype=torch.float32)
+
+    def image_embeddings(self, positions: Sequence[int]) -> torch.Tensor:
+        return self._index[torch.as_tensor(list(positions), dtype=torch.long, device=self._index.device)]
+
+    def text_scores(self, texts: Sequence[str]) -> torch.Tensor:
+        return self._scores(self.embed_texts(texts))
+
+    def current_ranking(self, states: Sequence[DialogueState], depth: int) -> list[tuple[int, ...]]:
+        queries = self._query_embeddings(states)
+        rows = [row for row, query in enumerate(queries) if query is not None]
+        ranking: list[tuple[int, ...]] = [() for _ in states]
+        if not rows:
+            return ranking
+        scores = self._scores(torch.stack([queries[row] for row in rows]).to(self._index.device))  # type: ignore[misc]
+        failures = ranks_from_scores(scores, [0] * len(rows)).failures
+        for row, best in zip(rows, stable_top(scores, min(depth, self.size), failures)):
+            ranking[row] = best
+        return ranking
+
+    def _scores(self, queries: torch.Tensor) -> torch.Tensor:
+        return queries.to(torch.float32) @ self._index.to(torch.float32).T
