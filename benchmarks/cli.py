@@ -1,9 +1,10 @@
-"""The ``harness data`` commands: list, fetch and validate benchmark files.
+"""The ``harness data`` commands: list, fetch and validate benchmark files, caption a search space.
 
     $ harness data list
     $ harness data fetch chatir --to data/chatir
     $ harness data validate --data-dir data/chatir --image-root ~/coco
     $ harness data validate --benchmark my_dialogues.json --search-space my_space.json
+    $ harness data caption --data-dir data/chatir --image-root ~/coco --captioner blip2 --out captions.json
 
 ``data`` is a click group that the harness CLI mounts lazily; it also runs on its own with
 ``python -m benchmarks.cli``. User errors (``HarnessError``) print as a one-line message without a traceback.
@@ -101,6 +102,83 @@ def validate(benchmarks: tuple[str, ...], data_dir: Path | None, search_space: P
 
 if __name__ == "__main__":
     data()
+
+
+@data.command("caption")
+@click.option("--benchmark", help="A published name (needs --data-dir) or a ChatIR-format file: its search space is "
+                                  "captioned (and its targets checked to lie in it).")
+@click.option("--search-space", type=click.Path(dir_okay=False, path_type=Path),
+              help="Search-space JSON list to caption (default: --data-dir's published 50k search space).")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder in the upstream ChatIR layout, for its search space.")
+@click.option("--image-root", required=True, type=click.Path(file_okay=False, exists=True, path_type=Path),
+              help="Folder the search-space image paths are relative to.")
+@click.option("--captioner", default="blip2", show_default=True, help="Registered captioner (blip2, openai).")
+@click.option("--captioner-model", help="Captioner model source: hub id, local directory, or API model name.")
+@click.option("--captioner-prompt", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Prompt template file replacing the packaged captioning prompt.")
+@click.option("--captioner-arg", "captioner_arg", multiple=True, metavar="KEY=VALUE",
+              help="Extra captioner argument (repeatable), e.g. max_new_tokens=20 or dtype=bfloat16.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Captions file to write.")
+@click.option("--batch-size", default=64, show_default=True, type=int, help="Images per captioning batch.")
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Shared cache (default $HARNESS_CACHE or ~/.cache/itir-harness).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@_user_errors
+def caption(benchmark: str | None, search_space: Path | None, data_dir: Path | None, image_root: Path, captioner: str,
+            captioner_model: str | None, captioner_prompt: Path | None, captioner_arg: tuple[str, ...], out: Path,
+            batch_size: int, device: str, cache_dir: Path | None, quiet: bool) -> None:
+    """Caption every search-space image (PlugIR's candidate captions, for `harness run --questioner plugir
+    --candidate-captions FILE`); resumable: finished captions are cached."""
+    from benchmarks.captions import caption_search_space
+    from benchmarks.chatir import read_search_space
+    from benchmarks.known import locate
+    from harness.command_line import parse_argument
+    from harness.config import default_cache_dir
+    from harness.devices import resolve_device
+    from harness.library_output import silence_library_progress
+    from harness.protocols import RunContext
+    from harness.registry import REGISTRY
+
+    if quiet:
+        silence_library_progress()
+    if benchmark is not None:
+        loaded = _load_benchmark(benchmark, data_dir, search_space, image_root)
+        space, search_space = loaded.search_space, Path(loaded.paths["search_space"])
+    else:
+        if search_space is None:
+            if data_dir is None:
+                raise click.UsageError("give --search-space FILE, or --data-dir for the published 50k search space")
+            search_space = locate(SEARCH_SPACE, data_dir, "caption")
+        space = read_search_space(search_space, image_root)
+    arguments = dict(parse_argument(text) for text in captioner_arg)
+    arguments.update({key: value for key, value in (("model", captioner_model),
+                                                    ("prompt", str(captioner_prompt) if captioner_prompt else None))
+                      if value is not None})
+    built, _ = REGISTRY.build("captioner", captioner, **arguments)
+    context = RunContext(device=resolve_device(device), cache_dir=cache_dir or default_cache_dir(),
+                         progress=not quiet)
+    summary = caption_search_space(space, search_space, built, out, context, batch_size)
+    click.echo(f"wrote {summary.images} captions to {summary.path} (manifest: {summary.manifest}); "
+               f"{summary.usage.get('cache_hits', 0)} from the cache")
+
+
+def _load_benchmark(name: str, data_dir: Path | None, search_space: Path | None, image_root: Path) -> Any:
+    """A published benchmark (with --data-dir) or a dialogue file (with --search-space or --data-dir), as `harness
+    run` loads it: every target must lie in its search space."""
+    from harness.registry import REGISTRY
+
+    if name in KNOWN_BENCHMARKS:
+        if data_dir is None:
+            raise click.UsageError(f"benchmark {name!r} needs --data-dir (the folder holding dialogues/)")
+        return REGISTRY.build("benchmark", name, data_dir=data_dir, image_root=image_root,
+                              search_space=search_space)[0]
+    if search_space is None and data_dir is None:
+        raise click.UsageError(f"benchmark file {name} needs --search-space FILE, or --data-dir for the published "
+                               "50k search space")
+    return REGISTRY.build("benchmark", "chatir-file", dialogues=Path(name), search_space=search_space,
+                          image_root=image_root, data_dir=data_dir, expected_turns=None)[0]
 
 
 @click.group("dialogues")

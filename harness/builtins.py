@@ -26,6 +26,10 @@ BUILTINS: dict[str, dict[str, str]] = {
         "replay": "simulators.replay:build_replay_answerer",
         "scripted": "harness.fixtures.scripted:build_scripted_answerer",
     },
+    "captioner": {
+        "blip2": "simulators.hf.bots:build_blip2_captioner",
+        "openai": "simulators.openai_compatible.bots:build_openai_captioner",
+    },
     "generator": {
         "hf-seq2seq": "simulators.hf.backends:Seq2SeqGenerator",
         "hf-chat": "simulators.hf.backends:CausalChatGenerator",

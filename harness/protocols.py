@@ -86,7 +86,7 @@ class RetrievalView(Protocol):
 
     def embed_texts(self, texts: Sequence[str]) -> torch.Tensor:
         """(len(texts), D) float32 unit vectors from the base text encoder; a text's embedding does not depend on
-        the texts beside it."""
+        the texts beside it (``harness.retrieval_view`` encodes in batches of one fixed shape)."""
 
     def image_embeddings(self, positions: Sequence[int]) -> torch.Tensor:
         """(len(positions), D) float32 image embeddings of those search-space positions."""

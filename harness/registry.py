@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-KINDS = ("retriever", "questioner", "answerer", "generator", "benchmark", "fixture")
+KINDS = ("retriever", "questioner", "answerer", "captioner", "generator", "benchmark", "fixture")
 ENTRY_POINT_GROUPS = {kind: f"harness.{kind}s" for kind in KINDS}
 
 

@@ -23,6 +23,7 @@ class TextEncoder(Protocol):
     def encode_texts(self, texts: Sequence[str]) -> torch.Tensor: ...
 
 
+FIXED_ROWS = 16  # texts per text-encoder batch of the view (every batch has this shape)
 # Per state, its query embedding, or None where the retriever cannot rank that state.
 QueryEmbeddings = Callable[[Sequence[DialogueState]], list[torch.Tensor | None]]
 
@@ -38,16 +39,37 @@ class EncoderView:
         return int(self._index.shape[0])
 
     def text_identity(self) -> Mapping[str, Any]:
-        return dict(self._encoder.identity())
+        """The encoder's identity and its device (another device can move an embedding's last bits)."""
+        return {**self._encoder.identity(), "device": str(getattr(self._encoder, "device", ""))}
 
     def embed_texts(self, texts: Sequence[str]) -> torch.Tensor:
-        """Each distinct text encoded on its own: padded beside longer texts, a text's embedding would move in its
-        last bits with its batch, and so would the values a questioner derives from it (entropies, KL)."""
+        """Padded beside longer texts, or in a batch of another size, a text's embedding moves in its last bits, and
+        so would every value a questioner derives from it (entropies, KL). So the distinct texts are encoded in
+        batches of one shape: texts of one token length, ``FIXED_ROWS`` at a time, a short batch filled up with
+        copies of its last text (an encoder without a tokenizer to count with encodes each text alone)."""
         if not texts:
             return torch.zeros((0, self._index.shape[1]), dtype=torch.float32, device=self._index.device)
-        distinct = list(dict.fromkeys(texts))
-        encoded = {text: self._encoder.encode_texts([text])[0] for text in distinct}
+        encoded: dict[str, torch.Tensor] = {}
+        rows = FIXED_ROWS if self._counts_tokens else 1
+        for group in self._same_shape_groups(list(dict.fromkeys(texts))):
+            for start in range(0, len(group), rows):
+                chunk = group[start:start + rows]
+                encoded.update(zip(chunk, self._encoder.encode_texts(chunk + [chunk[-1]] * (rows - len(chunk)))))
         return torch.stack([encoded[text] for text in texts]).to(device=self._index.device, dtype=torch.float32)
+
+    @property
+    def _counts_tokens(self) -> bool:
+        return getattr(self._encoder, "tokenizer", None) is not None
+
+    def _same_shape_groups(self, texts: list[str]) -> list[list[str]]:
+        if not self._counts_tokens:
+            return [texts]
+        limit = getattr(self._encoder, "max_text_tokens", None)
+        lengths = self._encoder.tokenizer(texts, truncation=limit is not None, max_length=limit)["input_ids"]  # type: ignore[attr-defined]
+        groups: dict[int, list[str]] = {}
+        for text, ids in zip(texts, lengths):
+            groups.setdefault(len(ids), []).append(text)
+        return list(groups.values())
 
     def image_embeddings(self, positions: Sequence[int]) -> torch.Tensor:
         return self._index[torch.as_tensor(list(positions), dtype=torch.long, device=self._index.device)]

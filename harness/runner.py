@@ -437,8 +437,13 @@ def _build_source(
 
 def connect_retrieval(source: DialogueSource, retriever: Retriever) -> None:
     """Give a retrieval-aware questioner its view of the (prepared) retriever; other sources get nothing."""
-    if getattr(source, "needs_retrieval", False):
-        source.bind_retrieval(retriever.retrieval_view())  # type: ignore[attr-defined]
+    if not getattr(source, "needs_retrieval", False):
+        return
+    make_view = getattr(retriever, "retrieval_view", None)
+    if not callable(make_view):
+        raise ConfigError(f"the questioner asks from what the retriever returns, but {type(retriever).__name__} "
+                          "computes no scores to show it (it has no retrieval_view())")
+    source.bind_retrieval(make_view())  # type: ignore[attr-defined]
 
 
 def _costs_entry(started: datetime, evaluated: int, spent: Mapping[str, Any], stopped: str | None) -> dict[str, Any]:

@@ -118,7 +118,7 @@ class DialogueState:
     round: int
     query_turns: tuple[str, ...]
     query_mode: str = "join"
-    notes: tuple[Mapping[str, str], ...] = ()
+    notes: tuple[Mapping[str, str], ...] = field(default=(), hash=False)
     query_note: str | None = None
 
     @classmethod

@@ -1,7 +1,7 @@
 """The ``harness bench`` command group: every bench subcommand, imported only when it is used.
 
     harness bench ranking | stages | ray          # this package (no plug-in imported)
-    harness bench encoder | live | dar | adafuse  # each family's own bench, in its package
+    harness bench encoder | live | plugir | dar | adafuse  # each family's own bench, in its package
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ class StagesByDefault(LazyGroup):
         "encoder": "retrievers.dual_encoders.bench:encoder",
         "ranking": "harness.bench.ranking:ranking",
         "live": "simulators.hf.bench:live",
+        "plugir": "simulators.plugir.bench:plugir",
         "dar": "retrievers.dar.bench:dar",
         "adafuse": "retrievers.adafuse.bench:adafuse",
         "ray": "harness.bench.executors:ray",
@@ -36,4 +37,5 @@ class StagesByDefault(LazyGroup):
 def bench() -> None:
     """Measure throughput on this machine. With options and no subcommand (`harness bench --retriever dar
     --questioner flan --answerer blip2`): every stage of the configured evaluation and its projected wall time
-    (`stages`). Single stages: `ranking`, `encoder`, `live`, `dar` (image generation), `adafuse` (training), `ray` (executors)."""
+    (`stages`). Single stages: `ranking`, `encoder`, `live`, `plugir` (PlugIR's questioner), `dar` (image generation),
+    `adafuse` (training), `ray` (executors)."""

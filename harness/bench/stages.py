@@ -403,6 +403,9 @@ def stages(retriever: str, retriever_model: str | None, retriever_arg: tuple[str
         built, _ = REGISTRY.build("retriever", retriever, **arguments["retriever"])
         bots = [REGISTRY.build(kind, name, **arguments[kind])[0] if name else None
                 for kind, name in (("questioner", questioner), ("answerer", answerer))]
+        if getattr(bots[0], "needs_retrieval", False) or callable(getattr(bots[0], "write_notes", None)):
+            raise click.UsageError(f"the {questioner} questioner asks from the retriever's results and its own notes "
+                                   "round after round; time it with `harness bench plugir`")
         context = RunContext(device=device, cache_dir=work / "cache", seed=0, progress=False)
         click.echo(f"{'TINY RANDOM MODELS: plumbing figures, not speeds. ' if tiny else ''}device {device}; "
                    f"{samples} dialogues at round {sample_round}; cold caches in {context.cache_dir}")

@@ -16,6 +16,7 @@ from html import escape
 from typing import Any
 
 from harness.turns import split_turn
+from harness.types import RECONSTRUCTION
 from reports.explorer.data import DialogueView, ExplorerData, SystemTurns
 from reports.explorer.thumbnails import TARGET_SIZE, Thumbnails
 
@@ -143,6 +144,8 @@ def _system_section(number: int, name: str, turns: SystemTurns, view: DialogueVi
         question, answer = _turn_cells(turns, entry, round_)
         retriever = entry.get("retriever", {})
         caption = _generated_cell(retriever.get("reformulation"), retriever.get("caption"))
+        if "caption" not in retriever and isinstance(entry.get("notes", {}).get(RECONSTRUCTION), Mapping):
+            caption = f'<i>c:</i> {_generated_cell(entry["notes"][RECONSTRUCTION], None)}'  # PlugIR's reconstruction
         images = "".join(_image(thumbnails.generated_image(name, str(key)), f"prompt: {prompt}", 64, "")
                          for key, prompt in zip(retriever.get("image_keys", ()), retriever.get("image_prompts", ())))
         gate = f"{retriever['gate']:.3f}" if isinstance(retriever.get("gate"), float) else ""
@@ -164,7 +167,8 @@ def _turn_cells(turns: SystemTurns, entry: Mapping[str, Any], round_: int) -> tu
     if round_ == 0:
         return '<i>caption</i>', escape(turns.turns[0]) if turns.turns else ""
     if "question" in entry or "answer" in entry:
-        return (_generated_cell(entry.get("question"), None), _generated_cell(entry.get("answer"), None))
+        question = entry.get("question")
+        return (_generated_cell(question, None) + _question_details(question), _generated_cell(entry.get("answer"), None))
     if round_ < len(turns.turns):
         question, answer = split_turn(turns.turns[round_])
         return escape(question), escape(answer)
@@ -180,6 +184,31 @@ def _generated_cell(output: Mapping[str, Any] | None, text: Any) -> str:
     tooltip = f"raw: {raw}" + (f"\nrules: {', '.join(map(str, rules))}" if rules else "") if raw is not None else ""
     marker = ' class="cleaned"' if raw is not None and raw != shown else ""
     return f'<span{marker} title="{escape(tooltip)}">{escape(shown)}</span>{_rejected(output)}'
+
+
+def _question_details(output: Any) -> str:
+    """Why a retrieval-aware questioner (PlugIR) asked its question: the candidates it was shown, every draw with
+    its filter answer, the KL of each candidate question and the one kept."""
+    details = output.get("details") if isinstance(output, Mapping) else None
+    if not isinstance(details, Mapping):
+        return ""
+    shown = "".join(f'<li value="{number}">{escape(str(entry.get("caption")))} <i>(rank {entry.get("rank")}, entropy '
+                    f'{float(entry.get("entropy", 0.0)):.4f}, cluster {entry.get("cluster")})</i></li>'
+                    for number, entry in enumerate(details.get("candidates", ())))
+    draws = "".join(f'<li>{escape(str(draw.get("kind")))} {draw.get("candidate")}: '
+                    f'{escape(str(draw.get("text", draw.get("question", ""))))}'
+                    + (f' <i>(filter: {escape(str(draw.get("filter_answer")))}; '
+                       f'{"answerable" if draw.get("answerable") else "kept"})</i>' if "filter_answer" in draw else "")
+                    + "</li>" for draw in details.get("draws", ()))
+    kl = details.get("kl")
+    chosen = details.get("chosen")
+    questions = "".join(f'<li{" class=chosen" if index == chosen else ""}>{escape(str(question))}'
+                        + (f" <i>(KL {kl[index]:.6f})</i>" if isinstance(kl, list) and index < len(kl) else "")
+                        + "</li>" for index, question in enumerate(details.get("questions", ())))
+    return (f'<details class="why"><summary>why this question (N = {details.get("candidate_count")})</summary>'
+            f'<p>c: {escape(str(details.get("reconstruction", "")))}</p>'
+            f'<p>candidates shown</p><ol start="0">{shown}</ol><p>draws</p><ul>{draws}</ul>'
+            f'<p>questions</p><ol start="0">{questions}</ol></details>')
 
 
 def _rejected(output: Any) -> str:

@@ -316,10 +316,12 @@ class DARRetriever:
     def query_embeddings(self, states: Sequence[DialogueState]) -> list[torch.Tensor | None]:
         """Each state's fused query (None where DAR cannot rank it): those of the batch ranked last, the others
         ranked now (through the caches)."""
-        missing = [state for state in states if _state_key(state) not in self._recent_queries]
+        known = dict(self._recent_queries)
+        missing = [state for state in states if _state_key(state) not in known]
         if missing:
             self.rank(missing)
-        return [self._recent_queries.get(_state_key(state)) for state in states]
+            known.update(self._recent_queries)
+        return [known.get(_state_key(state)) for state in states]
 
     def rank(self, states: Sequence[DialogueState]) -> RankBatch:
         self._recent_queries = {}

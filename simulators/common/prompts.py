@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from harness.errors import ConfigError
 from harness.prompts import PromptTemplate
 from harness.prompts import load_template as load_prompt_template
 from harness.turns import format_dialogue
@@ -40,5 +41,8 @@ def answerer_template(prompt: str, default: str, see_reconstruction: bool) -> tu
     using ``$reconstruction`` reads that note."""
     source = f"{default}_reconstruction" if see_reconstruction and prompt == default else prompt
     template = load_template(source)
-    reads = see_reconstruction or RECONSTRUCTION in template.used_fields()
+    reads = RECONSTRUCTION in template.used_fields()
+    if see_reconstruction and not reads:
+        raise ConfigError(f"see_reconstruction=true, but the answerer's prompt {template.name} has no "
+                          "$reconstruction field to show it in")
     return template, (RECONSTRUCTION,) if reads else ()

@@ -165,6 +165,13 @@ class _HFGenerator:
         each step (sampling always draws one sequence per prompt)."""
         settings = {"temperature": temperature, "max_new_tokens": max_new_tokens, "top_p": top_p,
                     "num_beams": num_beams}
+        if temperature is not None and not (math.isfinite(temperature) and temperature >= 0):
+            raise ConfigError(f"temperature must be 0 (greedy) or positive, got {temperature!r}")
+        if top_p is not None and not 0 < top_p <= 1:
+            raise ConfigError(f"top_p must lie in (0, 1], got {top_p!r}")
+        for name, value in (("max_new_tokens", max_new_tokens), ("num_beams", num_beams)):
+            if value is not None and (int(value) != value or value < 1):
+                raise ConfigError(f"{name} must be a whole number of at least 1, got {value!r}")
         origin = self._origin or self
         overrides = {**self._overrides, **{key: value for key, value in settings.items() if value is not None}}
         if overrides.get("temperature", origin.temperature) > 0:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from harness.turn_validity import InvalidPolicy
 from simulators.common.bots import LLMQuestioner, VisionAnswerer
+from simulators.common.captioner import VisionCaptioner
 from simulators.common.prompts import answerer_template, load_template
 from simulators.hf.backends import Blip2Generator, CausalChatGenerator, Seq2SeqGenerator
 
@@ -89,3 +90,19 @@ def build_blip2_answerer(
     template, reads_notes = answerer_template(prompt, "answerer", see_reconstruction)
     return VisionAnswerer(generator, template, clean=clean,
                           policy=InvalidPolicy(on_invalid, max_resamples, resample_temperature), reads_notes=reads_notes)
+
+
+def build_blip2_captioner(
+    model: str = DEFAULT_BLIP2_MODEL,
+    prompt: str = "captioner",
+    dtype: str = "auto",
+    max_new_tokens: int = 30,
+    batch_size: int = 32,
+    device: str | None = None,
+    on_invalid: str = "resample",
+    max_resamples: int = 2,
+) -> VisionCaptioner:
+    """A captioner on BLIP-2 (greedy, at most ``max_new_tokens``), prompted with a packaged captioning prompt or a
+    user's text file: what ``harness data caption`` writes PlugIR's candidate captions with."""
+    generator = Blip2Generator(model, dtype, max_new_tokens, batch_size=batch_size, device=device)
+    return VisionCaptioner(generator, load_template(prompt), InvalidPolicy(on_invalid, max_resamples))

@@ -160,15 +160,22 @@ class _OpenAIGenerator:
         return self.usage_counter.snapshot()
 
     def sampled(self, temperature: float) -> Self:
-        """This generator sampling at ``temperature``, sharing its client: what an invalid output is redrawn with."""
+        """This generator sampling at ``temperature``: what an invalid output is redrawn with."""
         if not temperature > 0:
             raise ConfigError(f"{self.backend}: a sampling temperature must be positive, got {temperature!r}")
         return self.with_decoding(temperature=temperature)
 
     def with_decoding(self, temperature: float | None = None, max_new_tokens: int | None = None,
                       top_p: float | None = None) -> Self:
-        """This generator with other decoding settings, sharing its client and usage counts: what a multi-step bot
-        uses for each step (``max_new_tokens`` is the request's ``max_tokens``)."""
+        """This generator with other decoding settings, counting into its usage: what a multi-step bot uses for each
+        step (``max_new_tokens`` is the request's ``max_tokens``). A copy made before ``load`` opens its own client
+        when loaded; one made after shares the original's."""
+        if temperature is not None and temperature < 0:
+            raise ConfigError(f"{self.backend}: temperature must be >= 0, got {temperature!r}")
+        if top_p is not None and not 0 < top_p <= 1:
+            raise ConfigError(f"{self.backend}: top_p must lie in (0, 1], got {top_p!r}")
+        if max_new_tokens is not None and max_new_tokens < 1:
+            raise ConfigError(f"{self.backend}: max_tokens must be at least 1, got {max_new_tokens!r}")
         copy_ = copy.copy(self)
         if temperature is not None:
             copy_.temperature = float(temperature)

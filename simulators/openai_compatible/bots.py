@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from harness.turn_validity import InvalidPolicy
 from simulators.common.bots import LLMQuestioner, VisionAnswerer
+from simulators.common.captioner import VisionCaptioner
 from simulators.common.prompts import answerer_template, load_template
 from simulators.openai_compatible.backend import OpenAIChatGenerator, OpenAIVisionGenerator
 
@@ -69,3 +70,22 @@ def build_openai_answerer(
     template, reads_notes = answerer_template(prompt, "answerer_chat", see_reconstruction)
     return VisionAnswerer(generator, template, clean=clean,
                           policy=InvalidPolicy(on_invalid, max_resamples, resample_temperature), reads_notes=reads_notes)
+
+
+def build_openai_captioner(
+    model: str = "gpt-4o-mini",
+    base_url: str | None = None,
+    api_key_env: str = "OPENAI_API_KEY",
+    prompt: str = "captioner",
+    max_tokens: int = 40,
+    concurrency: int = 8,
+    max_retries: int = 6,
+    timeout: float = 60.0,
+    on_invalid: str = "resample",
+    max_resamples: int = 2,
+) -> VisionCaptioner:
+    """A captioner through a vision chat model (greedy); the image goes as a JPEG data URL."""
+    generator = OpenAIVisionGenerator(model, base_url=base_url, api_key_env=api_key_env, temperature=0.0,
+                                      max_tokens=max_tokens, concurrency=concurrency, max_retries=max_retries,
+                                      timeout=timeout)
+    return VisionCaptioner(generator, load_template(prompt), InvalidPolicy(on_invalid, max_resamples))

@@ -15,13 +15,16 @@ Each round r = 1..10, for every running dialogue (each step one batched call acr
      cluster the lowest-entropy member's caption, shown numbered from 0 (``simulators.plugir.candidates``).
   3. q_n candidate questions (temperature 0.5, at most 32 new tokens, cut after the first "?"), each prompted with
      the candidates, the caption and the dialogue, followed by the questions to avoid.
-  4. Filtering: the LLM answers each question from c alone (temperature 0, at most 10 tokens); one whose answer
+  4. Filtering (of the candidate-aware questions, as in PlugIR's code: ``referring=false`` draws q_n plain questions
+     unfiltered): the LLM answers each question from c alone (temperature 0, at most 10 tokens); one whose answer
      lacks "uncertain" is answerable: it joins the avoid list and is drawn again, at most 3 draws. As PlugIR's code
      does, the avoid list carries across the round's q_n candidates, and once it holds exactly 3 questions after a
      candidate's draws, that candidate is replaced by a plain (candidate-free) question, itself replaced by the fixed
      fallback question when answerable too.
   5. Selection: the question with the smallest KL(p_prev || p_q) over the candidates ranked k..N-1, p the softmax of
      the similarities to c and to c + ", " + question (the first on ties; without ``select``, the first question).
+A question still invalid after its redraws (``on_invalid=resample``) is left out, recorded in the trace; a dialogue
+fails only when every candidate is, when the retriever ranks nothing for c, or when an LLM call fails for good.
 The question goes to the answerer, which with ``see_reconstruction`` reads c too. With ``query=reconstruction``
 (the default) the retriever is queried with each round's c, as PlugIR evaluates; ``query=dialogue`` queries the
 dialogue. Sampling seeds come from (run seed, dialogue, round, step, draw), k-means seeds from (dialogue, round).
@@ -47,7 +50,7 @@ from harness.hashing import derive_seed, stable_hash
 from harness.messages import ChatTemplate, Conversation, load_chat_template
 from harness.protocols import Generated, RetrievalView, RunContext, TurnFailure
 from harness.ranking import ranks_from_scores, stable_top
-from harness.turn_validity import DEFAULT_POLICY, InvalidPolicy
+from harness.turn_validity import DEFAULT_POLICY, InvalidPolicy, InvalidTurn
 from harness.turns import split_turn
 from harness.types import RECONSTRUCTION, Benchmark, DialogueState
 from harness.vector_cache import VectorCache
@@ -93,8 +96,9 @@ class PlugIRSettings:
         for name, value in (("questions", self.questions), ("top", self.top), ("clusters", self.clusters)):
             if int(value) != value or value < 1:
                 raise ConfigError(f"plugir: {name} must be a whole number of at least 1, got {value!r}")
-        if int(self.skip) != self.skip or self.skip < 0:
-            raise ConfigError(f"plugir: skip (k) must be a whole number of at least 0, got {self.skip!r}")
+        if int(self.skip) != self.skip or not 0 <= self.skip < self.top:
+            raise ConfigError(f"plugir: skip (k) must be a whole number from 0 to top - 1 ({self.top - 1}), got "
+                              f"{self.skip!r}")
         if self.query not in QUERIES:
             raise ConfigError(f"plugir: query must be one of {', '.join(QUERIES)}, got {self.query!r}")
         if self.candidates_from not in CANDIDATE_SOURCES:
@@ -149,12 +153,17 @@ class PlugIRQuestioner:
         self.steps.load(context)
         self._seed = context.seed
         self._vectors = VectorCache(context.cache_dir)
-        if self.candidate_captions is not None and self._captions is None:
+        if self.candidate_captions is not None:
             self._captions = read_candidate_captions(self.candidate_captions, benchmark.search_space)
+            self._caption_vectors = {}
 
     def bind_retrieval(self, view: RetrievalView) -> None:
         self._view = view
         self._caption_vectors = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A pickled questioner (to a Ray worker) binds that worker's own view; the driver's would carry its models.
+        return {**self.__dict__, "_view": None, "_caption_vectors": {}}
 
     def usage(self) -> dict[str, int]:
         return {**self.steps.usage(), **{f"llm_calls_{step}": calls for step, calls in self.steps.calls.items()}}
@@ -197,13 +206,17 @@ class PlugIRQuestioner:
         counts = [min(candidate_count(state.round + 1, settings.top), view.size) for state in states]
         details: list[dict[str, Any]] = [{"reconstruction": c, "candidate_count": n} for c, n in zip(captions, counts)]
         rankings = self._candidate_rankings(states, captions, counts)
+        failed: dict[int, TurnFailure] = {
+            item: TurnFailure("plugir: the retriever ranks nothing for c (every image scores the same, or not finite), "
+                              "so there are no candidates")
+            for item, ranking in enumerate(rankings) if not ranking and (settings.referring or settings.select)}
         if settings.referring:
             shown = self._shown_candidates(states, rankings)
             for detail, candidates in zip(details, shown):
                 detail["candidates"] = candidates
         else:
             shown = [[] for _ in states]
-        drawn, failed = self._questions(states, captions, shown, details)
+        drawn = self._questions(states, captions, shown, details, failed)
         chosen = self._selection(captions, rankings, drawn, failed, details)
         results: list[Generated | TurnFailure] = []
         for item, detail in enumerate(details):
@@ -257,12 +270,12 @@ class PlugIRQuestioner:
         return shown
 
     def _questions(self, states: Sequence[DialogueState], captions: list[str], shown: list[list[dict[str, Any]]],
-                   details: list[dict[str, Any]]) -> tuple[list[list[Generated]], dict[int, TurnFailure]]:
-        """q_n questions per state (steps 3 and 4), and the states whose LLM calls failed."""
+                   details: list[dict[str, Any]], failed: dict[int, TurnFailure]) -> list[list[Generated]]:
+        """Up to q_n questions per state (steps 3 and 4); ``failed`` gains the states whose LLM calls failed, or
+        whose every candidate question stayed invalid."""
         settings = self.settings
         drawn: list[list[Generated]] = [[] for _ in states]
         avoid: list[list[str]] = [[] for _ in states]  # answerable questions, carried across the candidates
-        failed: dict[int, TurnFailure] = {}
         for detail in details:
             detail["draws"] = []
 
@@ -300,8 +313,13 @@ class PlugIRQuestioner:
                         details[item]["draws"].append({"candidate": candidate, "kind": "fallback",
                                                        "question": settings.fallback_question})
             for item in live(items):
-                drawn[item].append(latest[item])
-        return drawn, failed
+                if item in latest:  # else every draw of this candidate stayed invalid: it is left out
+                    drawn[item].append(latest[item])
+        for item in live(range(len(states))):
+            if not drawn[item]:
+                failed[item] = TurnFailure(f"plugir: all {settings.questions} candidate questions stayed invalid "
+                                           "after their redraws (their draws are in the trace)")
+        return drawn
 
     def _draw(self, states: Sequence[DialogueState], items: Sequence[int], step: str, candidate: int, attempt: int,
               captions: list[str], shown: list[list[dict[str, Any]]], drawn: list[list[Generated]],
@@ -323,12 +341,16 @@ class PlugIRQuestioner:
         self.seconds["llm_questions"] += time.perf_counter() - started
         questions = {}
         for item, output in zip(items, outputs):
+            if isinstance(output, InvalidTurn) and self.policy.on_invalid == "resample":
+                # Still invalid after its redraws: this candidate is left out, the other candidates stand.
+                details[item]["draws"].append({"candidate": candidate, "attempt": attempt, "kind": _kind(step),
+                                               "left_out": output.reason, **output.trace})
+                continue
             if isinstance(output, TurnFailure):
                 failed[item] = TurnFailure(f"plugir {step.replace('_', ' ')}: {output.reason}", output.trace)
                 continue
             questions[item] = output
-            details[item]["draws"].append({"candidate": candidate, "attempt": attempt,
-                                           "kind": "referring" if step == "question" else "plain",
+            details[item]["draws"].append({"candidate": candidate, "attempt": attempt, "kind": _kind(step),
                                            **output.trace()})
         return questions
 
@@ -358,8 +380,19 @@ class PlugIRQuestioner:
                    failed: Mapping[int, TurnFailure], details: list[dict[str, Any]]) -> list[int]:
         """Step 5: per state, the index of the question kept."""
         chosen = [0] * len(drawn)
-        items = [item for item in range(len(drawn)) if item not in failed and len(rankings[item]) > self.settings.skip]
-        if not self.settings.select or not items:
+        if not self.settings.select:
+            return chosen
+        items = []
+        for item in range(len(drawn)):
+            if item in failed:
+                continue
+            if len(rankings[item]) > self.settings.skip:
+                items.append(item)
+            else:  # N <= k leaves no candidate to compare over: the first question is kept
+                details[item]["kl"] = None
+                details[item]["selection"] = (f"skipped: N = {len(rankings[item])} candidates, none ranked past "
+                                              f"k = {self.settings.skip}")
+        if not items:
             return chosen
         view = self._bound()
         started = time.perf_counter()
@@ -417,6 +450,10 @@ class PlugIRQuestioner:
         if self._view is None:
             raise RuntimeError("the plugir questioner needs the retriever's view (bind_retrieval) before it asks")
         return self._view
+
+
+def _kind(step: str) -> str:
+    return "referring" if step == "question" else "plain"
 
 
 def _reconstruction(state: DialogueState, round_: int) -> str:

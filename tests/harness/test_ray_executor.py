@@ -1,4 +1,4 @@
-"""The Ray executor on a local two-CPU cluster: live and DAR runs give byte-identical ranks and metrics to the
+"""The Ray executor on a local two-CPU cluster: live, PlugIR and DAR runs give byte-identical ranks and metrics to the
 in-process executor (and traces), a worker killed mid-run loses and duplicates nothing, a worker's own error is raised as itself,
 and without Ray the option says what to install."""
 
@@ -139,6 +139,21 @@ def test_live_run_on_ray_matches_in_process(ray_cluster, tiny, tmp_path):
     manifest = json.loads((tmp_path / "ray" / "manifest.json").read_text())
     assert manifest["spec"]["executor"] == "ray" and "executor" not in manifest["identity"]
     assert manifest["components"]["identities"]["source"]["name"] == "live"
+
+
+def test_a_plugir_run_on_ray_binds_each_workers_view_and_matches_in_process(ray_cluster, tiny, tmp_path):
+    captions = tiny["root"] / "benchmark" / "captions.json"
+    bots = {
+        "questioner": "plugir", "answerer": "scripted",
+        "questioner_args": {"llm": "scripted", "candidate_captions": str(captions), "top": 10, "skip": 2,
+                            "clusters": 3, "questions": 2, "on_invalid": "keep"},
+    }
+    local = run_evaluation(_spec(tiny, tmp_path / "local", rounds=2, **bots))
+    spread = run_evaluation(_spec(tiny, tmp_path / "ray", rounds=2, executor="ray", workers=2, **bots))
+    assert spread.evaluated == local.evaluated == 10
+    _assert_identical(tmp_path / "local", tmp_path / "ray")
+    trace = json.loads((tmp_path / "ray" / "trace.jsonl").read_text().splitlines()[0])["rounds"]
+    assert trace[1]["question"]["details"]["candidate_count"] == 10
 
 
 def test_dar_run_on_ray_matches_in_process(ray_cluster, tiny, tmp_path):

@@ -183,6 +183,9 @@ def test_a_step_copy_made_before_loading_decodes_its_own_way_from_the_shared_wei
     same.load(bot_context)
     assert step.generate(PROMPTS, SEEDS) == same.generate(PROMPTS, SEEDS)
     assert step.sampled(1.2).identity()["top_p"] == 0.8  # a redraw of a step keeps the step's settings
+    for bad in ({"temperature": -1.0}, {"top_p": 1.5}, {"max_new_tokens": 0}):
+        with pytest.raises(ConfigError):
+            base.with_decoding(**bad)
 
 
 def test_a_role_tagged_prompt_is_flattened_for_seq2seq_and_templated_for_chat(tiny_flan_t5: Path, tiny_causal_lm: Path,

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from harness.cli import main
+from harness.errors import ConfigError
 from harness.fixtures.synthetic_benchmark import write_synthetic_benchmark
 from harness.fixtures.tiny_encoders import write_tiny_blip, write_tiny_clip
 from harness.protocols import RunContext
@@ -52,6 +53,8 @@ def _embed_dim(blip: Path) -> int:
 
 RETRIEVERS = {
     "cocoft": lambda world: ["--retriever", "cocoft", "--retriever-model", str(world["blip"])],
+    "zs": lambda world: ["--retriever", "zs", "--retriever-model", str(world["blip"])],
+    "chatir": lambda world: ["--retriever", "chatir", "--retriever-model", str(world["blip"])],
     "cocoft-large": lambda world: ["--retriever", "cocoft-large", "--retriever-model", str(world["blip"]),
                                    "--retriever-arg", "image_size=64"],
     "clip": lambda world: ["--retriever", "clip", "--retriever-model", str(world["clip"])],
@@ -124,6 +127,14 @@ def test_the_ranks_are_those_of_the_reconstructions_and_do_not_depend_on_batch_o
     assert [record["ranks"] for record in lines(tmp_path / "replay" / "ranks.jsonl")] == \
         [record["ranks"] for record in lines(tmp_path / "live" / "ranks.jsonl")]
 
+    # The explorer shows why each question was asked, and each round's c.
+    shown = CliRunner().invoke(main, ["view", str(tmp_path / "live"), "--out", str(tmp_path / "view"), "--limit", "1",
+                                      "--quiet"], catch_exceptions=False)
+    assert shown.exit_code == 0, shown.output
+    page = (tmp_path / "view" / "dialogues" / "0.html").read_text(encoding="utf-8")
+    assert page.count("why this question (N = 12)") == 1 and "why this question (N = 10)" in page
+    assert "candidates shown" in page and "KL " in page and "<i>c:</i>" in page
+
 
 def test_query_dialogue_ranks_the_dialogue_itself(world, tmp_path):
     run(world, tmp_path / "dialogue", "--questioner-arg", "query=dialogue")
@@ -170,6 +181,10 @@ def test_the_blip2_answerer_sees_the_reconstruction_as_plugir_prompts_it(world, 
     from simulators.common.prompts import render_for_state
     from simulators.hf.bots import build_blip2_answerer
 
+    custom = tmp_path / "answerer.txt"
+    custom.write_text("$caption. Question: $question Answer:")
+    with pytest.raises(ConfigError, match=r"no \$reconstruction field"):
+        build_blip2_answerer(str(tiny_blip2), prompt=str(custom), see_reconstruction=True)
     bot = build_blip2_answerer(str(tiny_blip2), see_reconstruction=True)
     state = DialogueState("0", "x", 0, 1, ("a dog", "is it big? yes"), notes=({}, {"reconstruction": "a big dog"}))
     assert render_for_state(bot.template, state, "is it brown?") == "Question: a big dog. is it brown? Answer:"
@@ -186,6 +201,11 @@ def test_the_view_of_a_text_ranks_it_as_the_retriever_ranks_that_query(world, tm
     encoder = build_dual_encoder("cocoft", model=str(world["blip"]))
     encoder.prepare(benchmark.search_space, context)
     view = encoder.retrieval_view()
+    # A text's embedding does not depend on the texts beside it (lengths, count, order).
+    others = [f"a {'very ' * length}small square number {length}" for length in range(40)]
+    alone = view.embed_texts([texts[0]])
+    assert torch.equal(view.embed_texts([*others[:17], texts[0], *others[17:]])[17], alone[0])
+    assert torch.equal(view.embed_texts([texts[0], *others[:3]])[0], alone[0])
     for text, target in zip(texts, targets):
         state = DialogueState("0", benchmark.search_space.paths[target], target, 0, (text,))
         assert encoder.rank([state]).ranks == ranks_from_scores(view.text_scores([text]), [target]).ranks
@@ -208,6 +228,8 @@ def test_the_view_of_a_text_ranks_it_as_the_retriever_ranks_that_query(world, tm
         assert batch.side_ranks["text_only"][index] == expected
     fused = dar_view.current_ranking(states, len(benchmark.search_space))
     assert [ranking.index(state.target_index) for ranking, state in zip(fused, states)] == list(batch.ranks)
+    dar.rank(states[:2])  # the last batch holds two of the states: the others are ranked on demand, none lost
+    assert all(query is not None for query in dar.query_embeddings(states))
 
 
 def test_a_questioner_that_does_not_ask_for_the_view_gets_none():

@@ -15,7 +15,7 @@ import torch
 
 from harness.errors import ConfigError
 from harness.messages import as_text
-from harness.protocols import Generated, RunContext
+from harness.protocols import Generated, RunContext, TurnFailure
 from harness.retrieval_view import EncoderView
 from harness.types import Benchmark, Dialogue, DialogueState, SearchSpace
 from simulators.plugir.questioner import FALLBACK_QUESTION, PlugIRQuestioner, PlugIRSettings, build_plugir
@@ -233,3 +233,46 @@ def test_referring_needs_candidate_captions_and_settings_are_checked():
                 {"fallback_question": "tell me more"}):
         with pytest.raises(ConfigError, match="plugir"):
             PlugIRSettings(**bad)
+
+
+def test_a_candidate_invalid_after_its_redraws_is_left_out_and_the_others_stand(space, tmp_path):
+    benchmark, captions, index = space
+    # After "is it a?", every prompt lists one earlier question, and the fake answers it with a statement.
+    llm = FakeLLM({0: "is it a?", 1: "tell me more"})
+    bot = prepared(questioner(llm, captions, questions=3, filtering=False, select=False), benchmark, index,
+                   tmp_path / "cache")
+    [question] = bot.ask([state(benchmark)])
+    assert question == "is it a?" and question.details["questions"] == ["is it a?"]
+    left_out = [draw for draw in question.details["draws"] if "left_out" in draw]
+    assert [draw["candidate"] for draw in left_out] == [1, 2]
+    assert all(len(draw["rejected"]) == 3 for draw in left_out)  # the first draw and its 2 redraws
+    every = prepared(questioner(FakeLLM({0: "tell me more"}), captions, questions=2, filtering=False), benchmark,
+                     index, tmp_path / "cache2")
+    [failure] = every.ask([state(benchmark)])
+    assert isinstance(failure, TurnFailure) and "all 2 candidate questions stayed invalid" in failure.reason
+    assert len(failure.trace["details"]["draws"]) == 2
+
+
+def test_a_retriever_that_ranks_nothing_fails_the_dialogue_and_a_short_ranking_skips_selection(space, tmp_path):
+    benchmark, captions, index = space
+    flat = prepared(questioner(FakeLLM({0: "is it a?"}), captions), benchmark, torch.ones_like(index),
+                    tmp_path / "cache", ToyEncoder())
+    [failure] = flat.ask([state(benchmark)])
+    assert isinstance(failure, TurnFailure) and "ranks nothing for c" in failure.reason
+    late = prepared(questioner(FakeLLM({0: "is it a?"}), captions, top=20, skip=5, filtering=False), benchmark,
+                    index, tmp_path / "cache2")
+    round_eleven = DialogueState("0", "img03.png", 3, 10, ("a dog on a couch",) + ("is it x? no",) * 10,
+                                 notes=({},) + ({"reconstruction": "a dog"},) * 10)
+    [question] = late.ask([round_eleven])
+    assert question.details["candidate_count"] == 1 and question.details["kl"] is None
+    assert question.details["selection"].startswith("skipped: N = 1")
+
+
+def test_a_pickled_questioner_leaves_its_view_behind(space, tmp_path):
+    import pickle
+
+    benchmark, captions, index = space
+    bot = prepared(questioner(FakeLLM({0: "is it a?"}), captions), benchmark, index, tmp_path / "cache")
+    copied = pickle.loads(pickle.dumps(bot))
+    assert copied._view is None and bot._view is not None
+    assert hash(DialogueState("0", "x", 0, 1, ("a", "b? c"), notes=({}, {"reconstruction": "a"})))
