@@ -24,6 +24,7 @@ from harness.errors import HarnessError
 from harness.hashing import sha256_bytes, sha256_file
 from harness.progress import progress_bar
 from harness.protocols import RunContext, TurnFailure
+from harness.sidecar import write_sidecar
 from harness.types import SearchSpace
 
 
@@ -33,10 +34,6 @@ class CaptionSummary:
     manifest: Path
     images: int
     usage: dict[str, Any]
-
-
-def manifest_path(out: Path) -> Path:
-    return out.with_name(out.name + ".manifest.json")
 
 
 def caption_search_space(search_space: SearchSpace, search_space_file: Path, captioner: Any, out: Path,
@@ -67,12 +64,11 @@ def caption_search_space(search_space: SearchSpace, search_space_file: Path, cap
     text = json.dumps([{"img": path, "caption": [caption]} for path, caption in zip(search_space.paths, captions)],
                       ensure_ascii=False, indent=1) + "\n"
     atomic_write_text(out, text)
-    manifest = {
+    manifest = write_sidecar(out, {
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "captioner": json.loads(json.dumps(dict(captioner.identity()), default=str)),
+        "captioner": dict(captioner.identity()),
         "search_space": {"file": str(search_space_file), "sha256": sha256_file(search_space_file),
                          "images": len(search_space)},
         "output_sha256": sha256_bytes(text.encode("utf-8")),
-    }
-    atomic_write_text(manifest_path(out), json.dumps(manifest, indent=1) + "\n")
-    return CaptionSummary(out, manifest_path(out), len(captions), dict(captioner.usage()))
+    })
+    return CaptionSummary(out, manifest, len(captions), dict(captioner.usage()))

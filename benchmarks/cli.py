@@ -1,10 +1,11 @@
-"""The ``harness data`` commands: list, fetch and validate benchmark files, caption a search space.
+"""The ``harness data`` commands: list, fetch and validate benchmark files, caption a search space, convert VisDial.
 
     $ harness data list
     $ harness data fetch chatir --to data/chatir
     $ harness data validate --data-dir data/chatir --image-root ~/coco
     $ harness data validate --benchmark my_dialogues.json --search-space my_space.json
     $ harness data caption --data-dir data/chatir --image-root ~/coco --captioner blip2 --out captions.json
+    $ harness data convert visdial visdial_1.0_val.json --image-pattern 'val2014/COCO_val2014_{image_id:012d}.jpg' ...
 
 ``data`` is a click group that the harness CLI mounts lazily; it also runs on its own with
 ``python -m benchmarks.cli``. User errors (``HarnessError``) print as a one-line message without a traceback.
@@ -23,6 +24,7 @@ import click
 from benchmarks.fetch import fetch_chatir
 from benchmarks.known import KNOWN_BENCHMARKS, RAW_BASE_URL, SEARCH_SPACE, UPSTREAM
 from benchmarks.validate import resolve_benchmarks, validate_benchmarks
+from harness.command_line import LazyGroup
 from harness.errors import HarnessError
 
 
@@ -37,9 +39,11 @@ def _user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     return run
 
 
-@click.group("data")
+@click.group("data", cls=LazyGroup,
+             lazy_subcommands={"reformulate": "retrievers.dar.reformulate_file:reformulate"})
 def data() -> None:
-    """Benchmark data: list the known files, download them, validate them."""
+    """Benchmark data: list the known files, download them, validate them, convert VisDial, caption a search space,
+    reformulate dialogues (DAR's R1)."""
 
 
 @data.command("list")
@@ -162,6 +166,35 @@ def caption(benchmark: str | None, search_space: Path | None, data_dir: Path | N
     summary = caption_search_space(space, search_space, built, out, context, batch_size)
     click.echo(f"wrote {summary.images} captions to {summary.path} (manifest: {summary.manifest}); "
                f"{summary.usage.get('cache_hits', 0)} from the cache")
+
+
+@data.group("convert")
+def convert() -> None:
+    """Convert public dialogue data into ChatIR-format files."""
+
+
+@convert.command("visdial")
+@click.argument("source", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--image-pattern", "image_patterns", multiple=True, required=True,
+              help="Image path per image_id, a Python format (repeatable; the first that exists wins), e.g. "
+                   "'train2014/COCO_train2014_{image_id:012d}.jpg'.")
+@click.option("--image-root", type=click.Path(file_okay=False, exists=True, path_type=Path),
+              help="Folder the image paths are relative to; without it the first pattern is used unchecked.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="ChatIR-format dialogue file to write.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@_user_errors
+def convert_visdial_command(source: Path, image_patterns: tuple[str, ...], image_root: Path | None, out: Path,
+                            quiet: bool) -> None:
+    """Convert a VisDial v1.0 JSON (train, val or test) into a ChatIR-format file: caption, then "question? answer"
+    per round, as ChatIR's val file writes them."""
+    from benchmarks.visdial import convert_visdial
+
+    summary = convert_visdial(source, out, image_patterns, image_root, progress=not quiet)
+    by_pattern = ", ".join(f"{count} x {pattern}" for pattern, count in summary.images_by_pattern.items())
+    click.echo(f"wrote {summary.dialogues} dialogues to {summary.path} (images: {by_pattern})")
+    if summary.unanswered_rounds:
+        click.echo(f"{summary.unanswered_rounds} unanswered last rounds (VisDial's test split) were left out")
 
 
 def _load_benchmark(name: str, data_dir: Path | None, search_space: Path | None, image_root: Path) -> Any:

@@ -105,6 +105,22 @@ def load_benchmark(spec: RunSpec) -> Benchmark:
     raise AssertionError("unreachable")
 
 
+def load_dialogues(benchmark: str, data_dir: Path | None = None) -> tuple[Dialogue, ...]:
+    """The dialogues of a registered benchmark (under ``data_dir``) or of any ChatIR-format file, for jobs that rank
+    nothing (reformulation, image generation): a file needs no search space."""
+    from harness.dialogue_files import read_chatir_dialogues
+
+    if benchmark in REGISTRY.names("benchmark"):
+        if data_dir is None:
+            raise ConfigError(f"benchmark {benchmark!r} needs --data-dir (the folder holding dialogues/)")
+        loaded, _ = REGISTRY.build("benchmark", benchmark, data_dir=data_dir)
+        return loaded.dialogues
+    path = Path(benchmark)
+    if not path.exists():
+        REGISTRY.resolve("benchmark", benchmark)  # raises with a did-you-mean list
+    return read_chatir_dialogues(path, expected_turns=None)
+
+
 def check_rounds(benchmark: Benchmark, dialogues: Sequence[Dialogue], rounds: int) -> None:
     for index, dialogue in enumerate(dialogues):
         if len(dialogue.turns) < rounds + 1:

@@ -21,15 +21,20 @@ source a run with those arguments builds; a later ``harness run --retriever dar`
 
 from __future__ import annotations
 
+import filecmp
+import json
+import os
+import shutil
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import click
 
+from harness.atomic import atomic_write_text
 from harness.command_line import parse_argument
-from harness.config import RunSpec, default_cache_dir
+from harness.config import default_cache_dir
 from harness.devices import resolve_device
 from harness.errors import ConfigError, HarnessError
 from harness.executors import Executor, make_executor
@@ -61,11 +66,14 @@ def _build(dar_args: Mapping[str, Any]) -> DARRetriever:
 
 @dataclass(frozen=True, order=True)
 class KeyedRequest:
-    """One image DAR draws: its prompt, replicate index (which of the K images of the prompt) and cache key."""
+    """One image DAR draws: its prompt, replicate index (which of the K images of the prompt) and cache key, and
+    the (dialogue, round) that asked for it (identical requests of other dialogues are the same image)."""
 
     prompt: str
     replicate: int
     key: str
+    dialogue_id: str = field(default="", compare=False)
+    round: int = field(default=-1, compare=False)
 
 
 def _image_source(dar_args: Mapping[str, Any], cache_dir: Path, device: str) -> GeneratedImages:
@@ -97,7 +105,14 @@ class PromptWorkerFactory:
         if retriever.queries is not None:
             retriever.load_queries()
         source = _image_source(self.dar_args, self.cache_dir, self.device)
-        return lambda dialogues: _keyed(source, dar_image_requests(retriever, dialogues, self.rounds))
+
+        def keyed(dialogues: Sequence[Dialogue]) -> list[KeyedRequest]:
+            placed = dar_image_requests(retriever, dialogues, self.rounds)
+            requests = _keyed(source, [(prompt, replicate) for _, _, prompt, replicate in placed])
+            return [replace(request, dialogue_id=dialogue_id, round=round_)
+                    for request, (dialogue_id, round_, _, _) in zip(requests, placed)]
+
+        return keyed
 
 
 class ImageWorkerFactory:
@@ -128,8 +143,10 @@ class ImageWorkerFactory:
         return draw
 
 
-def dar_image_requests(retriever: DARRetriever, dialogues: Sequence[Dialogue], rounds: int) -> list[tuple[str, int]]:
-    """The (prompt, replicate) of every image DAR draws for ``dialogues`` at rounds 0..``rounds``, in order."""
+def dar_image_requests(retriever: DARRetriever, dialogues: Sequence[Dialogue],
+                       rounds: int) -> list[tuple[str, int, str, int]]:
+    """The (dialogue id, round, prompt, replicate) of every image DAR draws for ``dialogues`` at rounds
+    0..``rounds``, in order."""
     states = [DialogueState(dialogue.dialogue_id, dialogue.target, 0, round_, dialogue.turns[: round_ + 1])
               for dialogue in dialogues for round_ in range(min(rounds, len(dialogue.turns) - 1) + 1)]
     if not states:
@@ -140,7 +157,8 @@ def dar_image_requests(retriever: DARRetriever, dialogues: Sequence[Dialogue], r
     # A state whose S_t or image prompts stay invalid draws no image: its dialogue fails when the run ranks it.
     valid = [row for row, caption in enumerate(captions) if not isinstance(caption[-1], InvalidTurn)]
     prompts = retriever._image_prompts([states[row] for row in valid], [captions[row] for row in valid])
-    return [(prompt, replicate) for state_prompts in prompts if not isinstance(state_prompts, InvalidTurn)
+    return [(states[row].dialogue_id, states[row].round, prompt, replicate)
+            for row, state_prompts in zip(valid, prompts) if not isinstance(state_prompts, InvalidTurn)
             for replicate, prompt in enumerate(prompt_lines(state_prompts))]
 
 
@@ -161,8 +179,12 @@ def generate_dar_images(
     images_per_chunk: int = 64,
     dry_run: bool = False,
     echo: Callable[[str], None] = lambda text: None,
+    export_images: Path | None = None,
 ) -> GenerationCounts:
-    """Draw every missing image the DAR settings ``dar_args`` ask for over ``dialogues`` into the image cache."""
+    """Draw every missing image the DAR settings ``dar_args`` ask for over ``dialogues`` into the image cache; with
+    ``export_images``, then place each (dialogue, round)'s image there as ``{index}_{round}.png``."""
+    if export_images is not None:
+        _check_exportable(dar_args, dialogues)
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     executor = executor or make_executor("in-process")
     requests: list[KeyedRequest] = []
@@ -179,14 +201,80 @@ def generate_dar_images(
     if missing and not dry_run:
         for drawn in executor.map(ImageWorkerFactory(dar_args, cache_dir, device), batched(missing, images_per_chunk)):
             generated += drawn
+    if export_images is not None and not dry_run:
+        exported = export_generated_images(requests, dialogues, rounds, cache, export_images)
+        echo(f"{exported.linked} images linked and {exported.copied} copied into {export_images} "
+             f"({exported.unchanged} already there)")
+        if exported.missing:
+            echo(f"{len(exported.missing)} (dialogue, round) pairs have no image: their S_t or image prompts stayed "
+                 f"invalid (listed in {exported.listing})")
     return GenerationCounts(total, len(distinct), len(distinct) - len(missing), generated)
+
+
+@dataclass(frozen=True)
+class ExportCounts:
+    linked: int
+    copied: int
+    unchanged: int
+    missing: tuple[tuple[str, int], ...]
+    listing: Path
+
+
+def export_generated_images(requests: Sequence[KeyedRequest], dialogues: Sequence[Dialogue], rounds: int,
+                            cache: ImageCache, folder: Path) -> ExportCounts:
+    """Each (dialogue, round)'s cached PNG as ``folder/{index}_{round}.png``, the layout ``train adafuse`` and
+    ``--dar-images`` read: a hard link where the file system allows one (no second copy), else a copy; a file
+    already holding the same bytes is left alone. ``export.json`` in the folder lists what it holds and the pairs
+    that have no image."""
+    folder.mkdir(parents=True, exist_ok=True)
+    key_of = {(request.dialogue_id, request.round): request.key for request in requests}
+    counts = {"linked": 0, "copied": 0, "unchanged": 0}
+    missing: list[tuple[str, int]] = []
+    for dialogue in dialogues:
+        for round_ in range(min(rounds, len(dialogue.turns) - 1) + 1):
+            key = key_of.get((dialogue.dialogue_id, round_))
+            if key is None or not cache.contains(key):
+                missing.append((dialogue.dialogue_id, round_))
+                continue
+            counts[_place(cache.path(key), folder / f"{dialogue.dialogue_id}_{round_}.png")] += 1
+    listing = folder / "export.json"
+    atomic_write_text(listing, json.dumps({"images": sum(counts.values()), "rounds": rounds,
+                                           "missing": [list(pair) for pair in missing]}, indent=1) + "\n")
+    return ExportCounts(counts["linked"], counts["copied"], counts["unchanged"], tuple(missing), listing)
+
+
+def _place(source: Path, target: Path) -> str:
+    """Link (else copy) ``source`` to ``target`` atomically; ``unchanged`` when it already holds those bytes."""
+    if target.exists() and (os.path.samefile(source, target) or filecmp.cmp(source, target, shallow=False)):
+        return "unchanged"
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    temporary.unlink(missing_ok=True)
+    try:
+        os.link(source, temporary)
+        how = "linked"
+    except OSError:  # another file system, or one without hard links
+        shutil.copyfile(source, temporary)
+        how = "copied"
+    os.replace(temporary, target)
+    return how
+
+
+def _check_exportable(dar_args: Mapping[str, Any], dialogues: Sequence[Dialogue]) -> None:
+    count = images_per_round(_build(dar_args))
+    if count != 1:
+        raise ConfigError(f"--export-images writes one image per (dialogue, round), as train adafuse and --dar-images "
+                          f"read them, but these settings draw {count} (images_per_round): use --dar-variant "
+                          "released or --retriever-arg images_per_round=1")
+    ids = [dialogue.dialogue_id for dialogue in dialogues]
+    if len(set(ids)) != len(ids):
+        raise ConfigError("--export-images names files by dialogue index: give one --benchmark (the dialogues of "
+                          "several share indexes)")
 
 
 @click.command("generate")
 @click.option("--benchmark", "benchmarks", multiple=True, required=True,
               help="Known benchmark name or ChatIR-format dialogue file (repeatable).")
 @click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False), help="Folder of the known benchmarks.")
-@click.option("--search-space", type=click.Path(path_type=Path, dir_okay=False), help="Search space of dialogue files.")
 @click.option("--dar-variant", type=click.Choice(["paper", "released"]), help="DAR fusion variant (sets K, prompts).")
 @click.option("--dar-queries", type=click.Path(path_type=Path, dir_okay=False, exists=True),
               help="Reformulated-dialogue file supplying the captions.")
@@ -202,13 +290,17 @@ def generate_dar_images(
 @click.option("--gpus-per-worker", type=float, default=0.0, show_default=True, help="GPUs per Ray worker (fractions share one).")
 @click.option("--images-per-chunk", default=64, show_default=True, help="Images per work item.")
 @click.option("--dry-run", is_flag=True, help="Count the requests and cached images; draw nothing.")
+@click.option("--export-images", type=click.Path(path_type=Path, file_okay=False),
+              help="Then place every (dialogue, round)'s image here as {index}_{round}.png (hard links where possible), "
+                   "the layout train adafuse and --dar-images read.")
 @click.option("--plugin", "plugins", multiple=True, help="Module or .py file to import first.")
-def generate(benchmarks: tuple[str, ...], data_dir: Path | None, search_space: Path | None, dar_variant: str | None,
+def generate(benchmarks: tuple[str, ...], data_dir: Path | None, dar_variant: str | None,
              dar_queries: Path | None, retriever_arg: tuple[str, ...], rounds: int, limit: int | None, device: str,
              cache_dir: Path | None, executor: str, ray_address: str | None, workers: int | None,
-             gpus_per_worker: float, images_per_chunk: int, dry_run: bool, plugins: tuple[str, ...]) -> None:
+             gpus_per_worker: float, images_per_chunk: int, dry_run: bool, export_images: Path | None,
+             plugins: tuple[str, ...]) -> None:
     """Draw every image the DAR settings need for BENCHMARKs into the shared image cache, and print the counts."""
-    from harness.runner import load_benchmark, load_plugins
+    from harness.runner import load_dialogues, load_plugins
 
     load_plugins(plugins)
     dar_args = dict(parse_argument(text) for text in retriever_arg)
@@ -218,11 +310,11 @@ def generate(benchmarks: tuple[str, ...], data_dir: Path | None, search_space: P
         dar_args["queries"] = str(dar_queries)
     dialogues: list[Dialogue] = []
     for name in benchmarks:
-        spec = RunSpec(retriever="dar", benchmark=name, out=Path("."), data_dir=data_dir, search_space=search_space)
-        loaded = load_benchmark(spec).dialogues
+        loaded = load_dialogues(name, data_dir)  # drawing ranks nothing: no search space needed
         dialogues.extend(loaded[:limit] if limit else loaded)
     chosen = make_executor(executor, ray_address, workers, gpus_per_worker, device=device)
     counts = generate_dar_images(dar_args, dialogues, rounds, cache_dir, device, chosen,
-                                 images_per_chunk=images_per_chunk, dry_run=dry_run, echo=click.echo)
+                                 images_per_chunk=images_per_chunk, dry_run=dry_run, echo=click.echo,
+                                 export_images=export_images)
     click.echo(f"{len(dialogues)} dialogues, {counts.image_requests} image requests: {counts.distinct_requests} "
                f"distinct, {counts.cached} cached before, {counts.generated} generated now")

@@ -14,11 +14,11 @@ the record and the field; the file's sha256 is part of the questioner's identity
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.dialogue_files import read_json
 from harness.errors import DataError
 from harness.hashing import sha256_file
 from harness.types import SearchSpace
@@ -35,12 +35,7 @@ class CandidateCaptions:
 
 
 def read_candidate_captions(path: Path, search_space: SearchSpace) -> CandidateCaptions:
-    try:
-        payload = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise DataError(path, f"cannot be read: {error.strerror}") from None
-    except json.JSONDecodeError as error:
-        raise DataError(path, f"is not valid JSON: {error}") from None
+    payload = read_json(path)
     if isinstance(payload, list):
         first = _aligned(path, payload, search_space)
     elif isinstance(payload, dict):

@@ -9,13 +9,14 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from benchmarks.captions import caption_search_space, manifest_path
+from benchmarks.captions import caption_search_space
 from benchmarks.chatir import read_search_space
 from harness.cli import main
 from harness.errors import HarnessError
 from harness.fixtures.synthetic_benchmark import write_synthetic_benchmark
 from harness.hashing import sha256_file
 from harness.protocols import Generated, RunContext, TurnFailure
+from harness.sidecar import sidecar_path as manifest_path
 from simulators.plugir.captions import read_candidate_captions
 
 

@@ -3,12 +3,13 @@ job spread over Ray actors writes the same images as in process."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from harness.config import RunSpec
-from harness.errors import HarnessError
+from harness.errors import ConfigError, HarnessError
 from harness.registry import REGISTRY
 from harness.runner import run_evaluation
 from tests.harness.test_ray_executor import ray_cluster  # noqa: F401 - the session's local Ray cluster
@@ -57,8 +58,8 @@ def test_generate_command_counts_requests_and_a_dry_run_draws_nothing(setting, t
 
     synthetic, dar = setting["synthetic"], setting["dar"]
     arguments = [f"{key}={value}" for key, value in dar.items() if key != "variant"]
-    command = ["dar", "generate", "--benchmark", str(synthetic.dialogue_file), "--search-space",
-               str(synthetic.search_space_file), "--dar-variant", "paper", "--rounds", "1", "--limit", "2",
+    command = ["dar", "generate", "--benchmark", str(synthetic.dialogue_file),  # no search space: nothing is ranked
+               "--dar-variant", "paper", "--rounds", "1", "--limit", "2",
                "--device", "cpu", "--cache-dir", str(tmp_path / "cache")]
     for argument in arguments:
         command += ["--retriever-arg", argument]
@@ -101,3 +102,44 @@ def test_an_image_worker_with_other_keys_stops_the_job(setting, tmp_path):
     with pytest.raises(HarnessError, match="other image keys than the prompt workers"):
         ImageWorkerFactory(other_dtype, cache, "cpu")()(requests)
     assert _images(cache) == {}
+
+
+def test_exported_images_are_the_cached_pngs_in_the_layout_a_dar_run_reads(setting, tmp_path):
+    from click.testing import CliRunner
+
+    from harness.cli import main
+    from retrievers.dar.generate import generate_dar_images
+
+    released = {**setting["dar"], "variant": "released"}
+    cache, folder = tmp_path / "cache", tmp_path / "train_images"
+    with pytest.raises(ConfigError, match="one image per"):  # the paper variant draws 3 per round
+        generate_dar_images(setting["dar"], setting["dialogues"], rounds=1, cache_dir=cache, device="cpu",
+                            export_images=folder)
+    messages: list[str] = []
+    generate_dar_images(released, setting["dialogues"], rounds=1, cache_dir=cache, device="cpu",
+                        export_images=folder, echo=messages.append)
+    names = sorted(path.name for path in folder.glob("*.png"))
+    assert names == sorted(f"{index}_{round_}.png" for index in range(6) for round_ in range(2))
+    assert any("12 images linked and 0 copied" in message for message in messages)
+    cached = {path.read_bytes() for path in (cache / "images").rglob("*.png")}
+    assert {path.read_bytes() for path in folder.glob("*.png")} <= cached
+    assert all(path.stat().st_nlink >= 2 for path in folder.glob("*.png"))  # hard links: no second copy
+    again: list[str] = []
+    generate_dar_images(released, setting["dialogues"], rounds=1, cache_dir=cache, device="cpu",
+                        export_images=folder, echo=again.append)
+    assert any("(12 already there)" in message for message in again)
+
+    # A DAR run reading the exported folder ranks as the run drawing through the cache.
+    synthetic = setting["synthetic"]
+    common = {"benchmark": str(synthetic.dialogue_file), "search_space": synthetic.search_space_file,
+              "image_root": synthetic.image_root, "device": "cpu", "rounds": 1, "progress": False}
+    drawn = run_evaluation(RunSpec(retriever="dar", retriever_args=released, out=tmp_path / "drawn",
+                                   cache_dir=cache, **common))
+    read = run_evaluation(RunSpec(retriever="dar", retriever_args={**released, "images": str(folder)},
+                                  out=tmp_path / "read", cache_dir=tmp_path / "other-cache", **common))
+    def ranks(run: str) -> list[tuple]:
+        records = [json.loads(line) for line in (tmp_path / run / "ranks.jsonl").read_text().splitlines()]
+        return [(record["dialogue_id"], record["ranks"], record["side_ranks"]) for record in records]
+
+    assert ranks("read") == ranks("drawn") and drawn.metrics["Hits@10"] == read.metrics["Hits@10"]
+    assert CliRunner().invoke(main, ["dar", "generate", "--help"]).output.count("--export-images") == 1

@@ -140,6 +140,9 @@ def test_presets_build_without_loading_anything() -> None:
     assert zs().settings.model.endswith("model_base.pth")
     assert clip().settings.max_text_tokens == 77 and cocoft().settings.max_text_tokens == 200
     assert REGISTRY.describe("retriever", "zs") == "retrievers.dual_encoders.retriever:zs"
+    large, _ = REGISTRY.build("retriever", "cocoft-large")  # PlugIR's retriever, at its processor's 384 px
+    assert large.settings.model == "Salesforce/blip-itm-large-coco" and large.settings.max_text_tokens == 200
+    assert large.settings.preprocessing.identity() == {**cocoft().settings.preprocessing.identity(), "size": 384}
 
 
 def test_bad_arguments_are_config_errors() -> None:

@@ -49,5 +49,5 @@ def test_malformed_files_name_the_record_and_field(tmp_path, payload, where):
 def test_a_file_that_is_not_json(tmp_path):
     path = tmp_path / "captions.json"
     path.write_text("[{")
-    with pytest.raises(DataError, match="is not valid JSON"):
+    with pytest.raises(DataError, match="invalid JSON"):
         read_candidate_captions(path, SPACE)

@@ -243,3 +243,44 @@ def test_a_questioner_that_does_not_ask_for_the_view_gets_none():
     assert not source.needs_retrieval and source.query_note is None
     connect_retrieval(source, NoView())  # type: ignore[arg-type]
     assert not hasattr(source.questioner, "bind_retrieval")
+
+
+@pytest.mark.parametrize("llm", ["hf-seq2seq", "hf-chat"])
+def test_plugir_on_local_transformers_models(world, tmp_path, llm, request):
+    model = request.getfixturevalue("tiny_flan_t5" if llm == "hf-seq2seq" else "tiny_causal_lm")
+    run(world, tmp_path / "run", "--questioner-model", str(model), "--questioner-arg", f"llm={llm}",
+        "--questioner-arg", "reconstruct_max_tokens=8", "--questioner-arg", "question_max_tokens=8")
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    generator = manifest["components"]["identities"]["source"]["questioner"]["llm"]["generator"]
+    assert generator["backend"] == ("hf-seq2seq" if llm == "hf-seq2seq" else "hf-causal-chat")
+    assert generator["model"] == str(model)
+    costs = [json.loads(line) for line in (tmp_path / "run" / "costs.jsonl").read_text().splitlines()]
+    spent = costs[0]["components"]["questioner"]
+    assert spent["model_calls"] == spent["cache_misses"] > 0  # every cache miss one generation
+    assert 0 < spent["llm_calls_reconstruct"] <= 4 * ROUNDS  # identical prompts of a batch are generated once
+
+
+def test_plugir_through_an_openai_compatible_server_sends_each_steps_messages_and_decoding(world, tmp_path,
+                                                                                          monkeypatch):
+    from tests.simulators.openai_compatible.openai_server import FakeOpenAIServer
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-plugir-test-key-1234")
+    with FakeOpenAIServer() as server:
+        run(world, tmp_path / "run", "--questioner-arg", "llm=openai", "--questioner-model", "test-model",
+            "--base-url", server.base_url, "--questioner-arg", "questions=1")
+        requests = list(server.requests)
+    by_tokens = {}
+    for request in requests:
+        by_tokens.setdefault(request.body["max_tokens"], []).append(request)
+    reconstructions, questions, filters = by_tokens[512], by_tokens[32], by_tokens[10]
+    # One reconstruction per dialogue and round, identical prompts of one batch sent once.
+    assert 0 < len(reconstructions) <= 4 * ROUNDS and {r.body["temperature"] for r in reconstructions} == {0.0}
+    assert {r.body["temperature"] for r in questions} == {0.5} and {r.body["temperature"] for r in filters} == {0.0}
+    assert all("top_p" not in r.body for r in questions + filters + reconstructions)
+    # Role-tagged prompts arrive as messages: a system message, the worked example, then the real request.
+    assert [m["role"] for m in questions[0].messages] == ["system", "user", "assistant", "user"]
+    assert "[Retrieval Candidates]" in questions[0].messages[-1]["content"]
+    assert [m["role"] for m in filters[0].messages] == ["system", "user"]
+    assert len({r.body["seed"] for r in questions}) == len(questions)  # every draw its own seed
+    manifest = (tmp_path / "run" / "manifest.json").read_text()
+    assert "sk-plugir-test-key-1234" not in manifest and server.base_url in manifest
