@@ -284,9 +284,10 @@ def demo_command(ctx: click.Context, out: Path | None, quiet: bool) -> None:
     run_demo(out, progress=not quiet, report_command=report)
 
 
-@main.group("train", cls=LazyGroup, lazy_subcommands={"adafuse": "retrievers.adafuse.cli:adafuse"})
+@main.group("train", cls=LazyGroup, lazy_subcommands={"adafuse": "retrievers.adafuse.cli:adafuse",
+                                                     "chatir": "retrievers.dual_encoders.train_chatir:chatir"})
 def train_group() -> None:
-    """Train learned components (ADaFuSE fusion)."""
+    """Train learned components (ADaFuSE fusion, ChatIR's text encoder)."""
 
 
 @main.group("dar", cls=LazyGroup, lazy_subcommands={"generate": "retrievers.dar.generate:generate"})

@@ -30,15 +30,19 @@ from pathlib import Path
 from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 import torch
+import torch.nn.functional as F
 
 from harness.atomic import atomic_torch_save
 from harness.errors import ConfigError
 from harness.hashing import derive_seed
 from harness.progress import progress_bar
+from harness.ranking import ranks_from_scores
 
 log = logging.getLogger("harness.training")
 
 STATE_FILE = "training_state.pt"
+MAX_LOGIT_SCALE = 100.0  # the learnable temperature's bound, as CLIP and BLIP clamp it
+MIN_POOL_PER_K = 10  # a validation pool under 10 x k images makes Hits@k nearly always 100%
 Record = TypeVar("Record", bound=tuple)
 
 
@@ -230,3 +234,70 @@ def _recover(out_dir: Path, name: str) -> None:
     final, old = out_dir / name, out_dir / f"{name}.old"
     if not final.exists() and old.exists():
         old.rename(final)
+
+
+class Split(NamedTuple):
+    train: torch.Tensor  # example indices
+    validation: torch.Tensor
+
+
+def split_by_dialogue(dialogue_ids: Sequence[str], validation_fraction: float, seed: int,
+                      seed_name: str = "adafuse") -> Split:
+    """Examples whose dialogue's seeded hash falls below ``validation_fraction`` go to validation. With a positive
+    fraction at least one dialogue is held out (the one with the lowest hash), and at least one is kept for
+    training. ``seed_name`` is the trainer's seed namespace (kept per trainer, so splits never move)."""
+    if not 0 <= validation_fraction < 1:
+        raise ConfigError(f"validation fraction must be in [0, 1), got {validation_fraction}")
+    distinct = sorted(set(dialogue_ids))
+    scores = {dialogue: derive_seed(seed, f"{seed_name}-validation", dialogue) / 2**63 for dialogue in distinct}
+    held_out = {dialogue for dialogue, score in scores.items() if score < validation_fraction}
+    if validation_fraction > 0 and not held_out and len(distinct) > 1:
+        held_out = {min(distinct, key=scores.__getitem__)}
+    if len(held_out) == len(distinct):
+        raise ConfigError(f"the validation split ({validation_fraction}) leaves no dialogue to train on")
+    flags = torch.tensor([dialogue in held_out for dialogue in dialogue_ids], dtype=torch.bool)
+    indices = torch.arange(len(dialogue_ids))
+    return Split(indices[~flags], indices[flags])
+
+
+def contrastive_loss(
+    queries: torch.Tensor, targets: torch.Tensor, target_ids: torch.Tensor, logit_scale: torch.Tensor
+) -> torch.Tensor:
+    """Symmetric InfoNCE over a batch: query i's positive is target i; rows sharing a target are not negatives."""
+    logits = logit_scale.exp().clamp(max=MAX_LOGIT_SCALE) * queries @ targets.T
+    duplicates = (target_ids[:, None] == target_ids[None, :]) & ~torch.eye(len(target_ids), dtype=torch.bool,
+                                                                            device=logits.device)
+    logits = logits.masked_fill(duplicates, float("-inf"))
+    labels = torch.arange(len(target_ids), device=logits.device)
+    return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+
+
+def ranks_in_pool(scores: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
+    """0-based ranks under the harness's stable tie rule; an unrankable query counts as last."""
+    ranking = ranks_from_scores(scores, columns.tolist())
+    ranks = torch.tensor(ranking.ranks, dtype=torch.float64)
+    return torch.where(ranks < 0, float(scores.shape[1]), ranks)
+
+
+def optimizer_state(optimizer: torch.optim.Optimizer, scheduler: Any, logit_scale: torch.Tensor) -> dict[str, Any]:
+    """What a contrastive trainer's ``state_dict`` holds besides its weights: the optimizer, the schedule, the
+    temperature and the RNG states (so a resumed run draws the same dropout masks)."""
+    return {
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "logit_scale": logit_scale.detach().cpu(),
+        "rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def restore_optimizer_state(state: Mapping[str, Any], optimizer: torch.optim.Optimizer, scheduler: Any,
+                            logit_scale: torch.Tensor) -> None:
+    """Undo ``optimizer_state``."""
+    with torch.no_grad():
+        logit_scale.copy_(state["logit_scale"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["rng"])
+    if state["cuda_rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])

@@ -2,7 +2,6 @@
 
     examples = load_training_set(Path("visdial_train_summarised.json"), Path("GEN"), Path("COCO"))
     data = embed_training_set(examples, encoder, cache_dir=Path("~/.cache/itir-harness"))    # cached on disk
-    split = split_by_dialogue(data.dialogue_ids, validation_fraction=0.1, seed=0)
 
 The dialogues file is in ChatIR format where each entry of ``dialog`` is already the full caption of its round (a
 "summarised" VisDial train file); ``img`` names the target under the image root. Generated images are found in
@@ -15,8 +14,9 @@ target images) in the harness EmbeddingCache, keyed by the encoder's identity (t
 for images) and the content (caption text; image file name, size and modification time), so a second training run
 over the same files starts in seconds. Tests and benchmarks build ``EmbeddedData.from_tensors`` directly.
 
-The train/validation split is by dialogue (every round of a dialogue lands on the same side), from a seeded hash of
-the dialogue id: the same ids, fraction and seed always give the same split, whatever the file order.
+The train/validation split is by dialogue (``retrievers.training.split_by_dialogue``: every round of a dialogue
+lands on the same side), from a seeded hash of the dialogue id: the same ids, fraction and seed always give the
+same split, whatever the file order.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -33,7 +33,7 @@ import torch
 from harness.dialogue_files import read_chatir_dialogues
 from harness.embedding_cache import EmbeddingCache
 from harness.errors import ConfigError, DataError
-from harness.hashing import derive_seed, sha256_file, stable_hash
+from harness.hashing import sha256_file, stable_hash
 from harness.images import load_rgb
 from retrievers.dar.image_layout import detect_layout, generated_image_path
 
@@ -212,24 +212,3 @@ def embed_training_set(
     )
 
 
-class Split(NamedTuple):
-    train: torch.Tensor  # example indices
-    validation: torch.Tensor
-
-
-def split_by_dialogue(dialogue_ids: Sequence[str], validation_fraction: float, seed: int) -> Split:
-    """Examples whose dialogue's seeded hash falls below ``validation_fraction`` go to validation. With a positive
-    fraction at least one dialogue is held out (the one with the lowest hash), and at least one is kept for
-    training."""
-    if not 0 <= validation_fraction < 1:
-        raise ConfigError(f"validation fraction must be in [0, 1), got {validation_fraction}")
-    distinct = sorted(set(dialogue_ids))
-    scores = {dialogue: derive_seed(seed, "adafuse-validation", dialogue) / 2**63 for dialogue in distinct}
-    held_out = {dialogue for dialogue, score in scores.items() if score < validation_fraction}
-    if validation_fraction > 0 and not held_out and len(distinct) > 1:
-        held_out = {min(distinct, key=scores.__getitem__)}
-    if len(held_out) == len(distinct):
-        raise ConfigError(f"the validation split ({validation_fraction}) leaves no dialogue to train on")
-    flags = torch.tensor([dialogue in held_out for dialogue in dialogue_ids], dtype=torch.bool)
-    indices = torch.arange(len(dialogue_ids))
-    return Split(indices[~flags], indices[flags])

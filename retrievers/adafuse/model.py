@@ -27,7 +27,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -37,19 +37,11 @@ from torch import nn
 from harness.atomic import atomic_write_bytes, atomic_write_text
 from harness.errors import ConfigError, DataError
 
-if TYPE_CHECKING:
-    from retrievers.dual_encoders.encoders import DualEncoder
-
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 TEXT_ENCODER_FILE = "text_encoder.safetensors"
 CHECKPOINT_FORMAT = "adafuse"
 CHECKPOINT_VERSION = 1
-# State-dict prefixes of each dual encoder's text side: what end-to-end training updates.
-TEXT_PREFIXES = {
-    "BlipDualEncoder": ("text_encoder.", "text_proj."),
-    "ClipDualEncoder": ("text_model.", "text_projection."),
-}
 
 
 @dataclass(frozen=True)
@@ -227,21 +219,6 @@ def resolve_checkpoint_dir(path: Path) -> Path:
     if not (path / MODEL_FILE).is_file() and (path / "best" / MODEL_FILE).is_file():
         return path / "best"
     return path
-
-
-def text_side_parameters(encoder: DualEncoder) -> dict[str, nn.Parameter]:
-    prefixes = TEXT_PREFIXES.get(type(encoder).__name__)
-    if prefixes is None:
-        raise ConfigError(f"end-to-end training does not know the text side of {type(encoder).__name__}")
-    return {name: parameter for name, parameter in encoder.model.named_parameters() if name.startswith(prefixes)}
-
-
-def load_text_side(encoder: DualEncoder, path: Path) -> None:
-    """Load a fine-tuned text side (``text_encoder.safetensors``) over ``encoder``'s weights."""
-    tensors = load_file(path)
-    _, unexpected = encoder.model.load_state_dict(tensors, strict=False)
-    if unexpected or set(text_side_parameters(encoder)) - set(tensors):
-        raise ConfigError(f"{path} does not hold this encoder's text side (unexpected keys: {unexpected[:3]})")
 
 
 def _cpu_contiguous(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

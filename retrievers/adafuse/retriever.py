@@ -28,12 +28,12 @@ from retrievers.adafuse.model import (
     AdaFuse,
     LoadedCheckpoint,
     load_checkpoint,
-    load_text_side,
     mean_image,
     resolve_checkpoint_dir,
 )
 from retrievers.adafuse.original import is_original_checkpoint, load_original_checkpoint
 from retrievers.dar.retriever import VARIANTS, DARRetriever, FusedQueries, build_pipeline
+from retrievers.dual_encoders.text_side import load_text_side
 
 if TYPE_CHECKING:
     from retrievers.dual_encoders.encoders import DualEncoder

@@ -52,26 +52,30 @@ from torch import nn
 from harness.atomic import atomic_write_text
 from harness.errors import ConfigError
 from harness.hashing import derive_seed
-from harness.ranking import ranks_from_scores
-from retrievers.adafuse.data import EmbeddedData, split_by_dialogue
+from retrievers.adafuse.data import EmbeddedData
 from retrievers.adafuse.model import (
     MODEL_FILE,
     TEXT_ENCODER_FILE,
-    TEXT_PREFIXES,
     AdaFuse,
     AdaFuseConfig,
     FusionOutput,
     ParameterIncrease,
-    load_text_side,
     parameter_count,
     parameter_increase,
     save_checkpoint,
-    text_side_parameters,
 )
+from retrievers.dual_encoders.text_side import TEXT_PREFIXES, load_text_side, text_side_parameters
 from retrievers.training import (
+    MAX_LOGIT_SCALE,
+    MIN_POOL_PER_K,
     LoopSettings,
     Validated,
+    contrastive_loss,
     decay_groups,
+    optimizer_state,
+    ranks_in_pool,
+    restore_optimizer_state,
+    split_by_dialogue,
     steps_per_epoch,
     train_loop,
     warmup_cosine,
@@ -84,7 +88,6 @@ log = logging.getLogger("harness.adafuse")
 
 MODES = ("frozen", "end-to-end")
 SUMMARY_FILE = "summary.json"
-MAX_LOGIT_SCALE = 100.0
 
 
 @dataclass(frozen=True)
@@ -204,18 +207,6 @@ class Validation(NamedTuple):
     pool: int  # images ranked per query
 
 
-def contrastive_loss(
-    queries: torch.Tensor, targets: torch.Tensor, target_ids: torch.Tensor, logit_scale: torch.Tensor
-) -> torch.Tensor:
-    """Symmetric InfoNCE over a batch: query i's positive is target i; rows sharing a target are not negatives."""
-    logits = logit_scale.exp().clamp(max=MAX_LOGIT_SCALE) * queries @ targets.T
-    duplicates = (target_ids[:, None] == target_ids[None, :]) & ~torch.eye(len(target_ids), dtype=torch.bool,
-                                                                            device=logits.device)
-    logits = logits.masked_fill(duplicates, float("-inf"))
-    labels = torch.arange(len(target_ids), device=logits.device)
-    return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
-
-
 class Trainer:
     """The fusion module, temperature, optimizer and schedule of one training run; ``step`` trains one batch."""
 
@@ -317,11 +308,11 @@ class Trainer:
             text, fused = self.fuse(part, grad=False, data=data)
             columns = _pool_columns(data, part, pool_ids)
             fused_scores = fused.query @ pool.T
-            ranks = _pool_ranks(fused_scores, columns)
+            ranks = ranks_in_pool(fused_scores, columns)
             hits += int((ranks < self.settings.hits_k).sum())
             reciprocal += float((1.0 / (ranks + 1.0)).sum())
             losses += float(F.cross_entropy(scale * fused_scores, columns.to(self.device), reduction="sum"))
-            text_hits += int((_pool_ranks(text @ pool.T, columns) < self.settings.hits_k).sum())
+            text_hits += int((ranks_in_pool(text @ pool.T, columns) < self.settings.hits_k).sum())
             gates.append(fused.gate.cpu())
         count = max(1, len(indices))
         return Validation(100.0 * hits / count, 100.0 * text_hits / count, float(torch.cat(gates).mean()),
@@ -336,31 +327,18 @@ class Trainer:
         return {name: tensor for name, tensor in self.encoder.model.state_dict().items() if name.startswith(prefixes)}
 
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "logit_scale": self.logit_scale.detach().cpu(),
-            "rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        }
+        return optimizer_state(self.optimizer, self.scheduler, self.logit_scale)
 
     def load(self, directory: Path, state: dict[str, Any]) -> None:
         self.model.load_state_dict(load_file(directory / MODEL_FILE, device=str(self.device)))
         if self.end_to_end:
             assert self.encoder is not None
             load_text_side(self.encoder, directory / TEXT_ENCODER_FILE)
-        with torch.no_grad():
-            self.logit_scale.copy_(state["logit_scale"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"])
-        if state["cuda_rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        restore_optimizer_state(state, self.optimizer, self.scheduler, self.logit_scale)
 
 
 POOLS = ("all-targets", "validation-targets")
 SELECTIONS = ("validation", "benchmark")
-MIN_POOL_PER_K = 10  # a pool under 10 x k images makes Hits@k nearly always 100%
 
 
 def _pool_ids(data: EmbeddedData, indices: torch.Tensor, pool: str) -> torch.Tensor:
@@ -375,13 +353,6 @@ def _pool_columns(data: EmbeddedData, indices: torch.Tensor, pool_ids: torch.Ten
     position = torch.full((len(data.targets),), -1, dtype=torch.long)
     position[pool_ids] = torch.arange(len(pool_ids))
     return position[data.target_index[indices]]
-
-
-def _pool_ranks(scores: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
-    """0-based ranks under the harness's stable tie rule; an unrankable query counts as last."""
-    ranking = ranks_from_scores(scores, columns.tolist())
-    ranks = torch.tensor(ranking.ranks, dtype=torch.float64)
-    return torch.where(ranks < 0, float(scores.shape[1]), ranks)
 
 
 class _AdaFuseTask:
@@ -516,4 +487,4 @@ def pool_ranks(data: EmbeddedData, indices: torch.Tensor, queries: torch.Tensor,
     (len(indices), D), under the harness's tie rule."""
     pool_ids = _pool_ids(data, indices, pool)
     columns = _pool_columns(data, indices, pool_ids)
-    return _pool_ranks(queries @ data.targets[pool_ids].to(queries.device).T, columns).cpu()
+    return ranks_in_pool(queries @ data.targets[pool_ids].to(queries.device).T, columns).cpu()

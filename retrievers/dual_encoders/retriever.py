@@ -95,16 +95,7 @@ class DualEncoderRetriever:
         self.keep_top = context.keep_top
         if self.encoder is None or self.encoder.device != device:
             self.encoder = load_encoder(self.settings, device, context.cache_dir, context.progress)
-        encoder = self.encoder
-        matrix = EmbeddingCache(context.cache_dir).load_or_build(
-            {"encoder": encoder.image_identity(), "images": search_space.fingerprint,
-             "image_files": search_space.files_fingerprint()},
-            count=len(search_space),
-            encode=_image_encoding(encoder, search_space),
-            batch_size=self.batch_size,
-            description=f"indexing search space ({self.preset})",
-            progress=context.progress,
-        )
+        matrix = image_index(self.encoder, search_space, context, self.batch_size, f"indexing search space ({self.preset})")
         self._images = torch.from_numpy(matrix).to(device=device, dtype=torch.float32)  # scores are float32
 
     @property
@@ -179,6 +170,17 @@ def build_dual_encoder(
         dtype=dtype,
     )
     return DualEncoderRetriever(preset, settings, batch_size, resolve_device(device) if device else None)
+
+
+def image_index(encoder: DualEncoder, images: SearchSpace, context: RunContext, batch_size: int,
+                description: str) -> np.ndarray:
+    """The (images x D) embedding matrix of ``images`` under ``encoder``'s image side, built once in batches and
+    cached (harness EmbeddingCache) under the image side's identity, the image list and the files' sizes."""
+    return EmbeddingCache(context.cache_dir).load_or_build(
+        {"encoder": encoder.image_identity(), "images": images.fingerprint, "image_files": images.files_fingerprint()},
+        count=len(images), encode=_image_encoding(encoder, images), batch_size=batch_size, description=description,
+        progress=context.progress,
+    )
 
 
 def _image_encoding(encoder: DualEncoder, search_space: SearchSpace) -> Callable[[int, int], np.ndarray]:

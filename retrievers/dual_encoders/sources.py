@@ -7,7 +7,8 @@
     model = from_pretrained(BlipForImageTextRetrieval, "Salesforce/blip-itm-base-coco")
 
 Rules, in order: an existing file with a checkpoint suffix is an original checkpoint (converted on load); an existing
-directory holding ``config.json`` is a transformers directory; an http(s) URL is an original checkpoint to download;
+directory holding ``config.json`` is a transformers directory (a training run's folder, whose ``best/`` holds one,
+stands for that); an http(s) URL is an original checkpoint to download;
 anything else is a Hugging Face hub id. Failures offline say what to download and which option to pass. Messages
 never include request headers or tokens: only the source string and the error's own text.
 """
@@ -58,6 +59,8 @@ def resolve_source(source: str) -> ModelSource:
             )
         return ModelSource("checkpoint", str(path))
     if path.is_dir():
+        if not (path / "config.json").is_file() and (path / "best" / "config.json").is_file():
+            return ModelSource("directory", str(path / "best"))  # a training run's folder: its best epoch
         if not (path / "config.json").is_file():
             raise HarnessError(
                 f"model directory {source!r} has no config.json; pass a directory written by save_pretrained "

@@ -15,9 +15,10 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from harness.errors import ConfigError
-from retrievers.adafuse.data import EmbeddedData, split_by_dialogue
+from retrievers.adafuse.data import EmbeddedData
 from retrievers.adafuse.model import load_checkpoint
 from retrievers.adafuse.train import TrainSettings, pool_ranks, train_adafuse
+from retrievers.training import split_by_dialogue
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 

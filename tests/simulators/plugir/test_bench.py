@@ -21,7 +21,7 @@ def test_the_bench_counts_plugirs_calls_per_round_and_step(one_torch_thread):
 
 @pytest.mark.slow
 def test_the_bench_command_prints_a_row_per_round(one_torch_thread):
-    result = CliRunner().invoke(main, ["bench", "plugir", "--dialogues", "1", "--rounds", "1", "--images", "12",
-                                       "--top", "10", "--questions", "1"], catch_exceptions=False)
+    result = CliRunner().invoke(main, ["bench", "plugir", "--dialogues", "1", "--rounds", "1", "--images", "14",
+                                       "--top", "12", "--questions", "1"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert "llm calls by step:" in result.output and "per dialogue" in result.output
