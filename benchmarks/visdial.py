@@ -20,6 +20,7 @@ is a ``DataError`` naming the file, the record and the field.
 from __future__ import annotations
 
 import logging
+import string
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -52,9 +53,13 @@ def convert_visdial(source: Path, out: Path, patterns: Sequence[str], image_root
         raise ConfigError("give at least one --image-pattern, e.g. 'val2014/COCO_val2014_{image_id:012d}.jpg'")
     for pattern in patterns:
         try:
+            fields = {name for _, name, _, _ in string.Formatter().parse(pattern) if name is not None}
             pattern.format(image_id=1)
         except (KeyError, IndexError, ValueError) as error:
             raise ConfigError(f"--image-pattern {pattern!r} is not a format over {{image_id}}: {error}") from None
+        if fields != {"image_id"}:
+            raise ConfigError(f"--image-pattern {pattern!r} must name each image by {{image_id}} (and nothing else), "
+                              "e.g. 'val2014/COCO_val2014_{image_id:012d}.jpg'")
     if image_root is None:
         log.warning("no --image-root: every image path is the first pattern's (%s), unchecked", patterns[0])
     data = _data(source)

@@ -1,7 +1,7 @@
 """The ``harness bench`` command group: every bench subcommand, imported only when it is used.
 
     harness bench ranking | stages | ray          # this package (no plug-in imported)
-    harness bench encoder | live | plugir | dar | adafuse  # each family's own bench, in its package
+    harness bench encoder | live | plugir | dar | adafuse | chatir  # each family's own bench, in its package
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ class StagesByDefault(LazyGroup):
         "plugir": "simulators.plugir.bench:plugir",
         "dar": "retrievers.dar.bench:dar",
         "adafuse": "retrievers.adafuse.bench:adafuse",
+        "chatir": "retrievers.dual_encoders.bench:chatir",
         "ray": "harness.bench.executors:ray",
     },
 )
@@ -38,4 +39,4 @@ def bench() -> None:
     """Measure throughput on this machine. With options and no subcommand (`harness bench --retriever dar
     --questioner flan --answerer blip2`): every stage of the configured evaluation and its projected wall time
     (`stages`). Single stages: `ranking`, `encoder`, `live`, `plugir` (PlugIR's questioner), `dar` (image generation),
-    `adafuse` (training), `ray` (executors)."""
+    `adafuse` and `chatir` (training), `ray` (executors)."""

@@ -185,6 +185,8 @@ def generate_dar_images(
     ``export_images``, then place each (dialogue, round)'s image there as ``{index}_{round}.png``."""
     if export_images is not None:
         _check_exportable(dar_args, dialogues)
+        if dry_run:
+            echo("--dry-run draws nothing, so nothing is exported")
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     executor = executor or make_executor("in-process")
     requests: list[KeyedRequest] = []
@@ -233,10 +235,15 @@ def export_generated_images(requests: Sequence[KeyedRequest], dialogues: Sequenc
     for dialogue in dialogues:
         for round_ in range(min(rounds, len(dialogue.turns) - 1) + 1):
             key = key_of.get((dialogue.dialogue_id, round_))
+            stem = f"{dialogue.dialogue_id}_{round_}"
+            # An older image of this pair in another format (or one no longer drawn) would be read in its place.
+            for stale in (folder / f"{stem}{suffix}" for suffix in (".jpg", ".jpeg")):
+                stale.unlink(missing_ok=True)
             if key is None or not cache.contains(key):
+                (folder / f"{stem}.png").unlink(missing_ok=True)
                 missing.append((dialogue.dialogue_id, round_))
                 continue
-            counts[_place(cache.path(key), folder / f"{dialogue.dialogue_id}_{round_}.png")] += 1
+            counts[_place(cache.path(key), folder / f"{stem}.png")] += 1
     listing = folder / "export.json"
     atomic_write_text(listing, json.dumps({"images": sum(counts.values()), "rounds": rounds,
                                            "missing": [list(pair) for pair in missing]}, indent=1) + "\n")
@@ -266,9 +273,9 @@ def _check_exportable(dar_args: Mapping[str, Any], dialogues: Sequence[Dialogue]
                           f"read them, but these settings draw {count} (images_per_round): use --dar-variant "
                           "released or --retriever-arg images_per_round=1")
     ids = [dialogue.dialogue_id for dialogue in dialogues]
-    if len(set(ids)) != len(ids):
-        raise ConfigError("--export-images names files by dialogue index: give one --benchmark (the dialogues of "
-                          "several share indexes)")
+    if ids != [str(index) for index in range(len(ids))]:
+        raise ConfigError("--export-images names files by dialogue index, as train adafuse and --dar-images read "
+                          "them: give one --benchmark, and its dialogues from the first on (ids 0, 1, 2, ...)")
 
 
 @click.command("generate")
@@ -294,15 +301,18 @@ def _check_exportable(dar_args: Mapping[str, Any], dialogues: Sequence[Dialogue]
               help="Then place every (dialogue, round)'s image here as {index}_{round}.png (hard links where possible), "
                    "the layout train adafuse and --dar-images read.")
 @click.option("--plugin", "plugins", multiple=True, help="Module or .py file to import first.")
+@click.option("--search-space", hidden=True, help="Ignored: drawing ranks nothing (kept so older commands still run).")
 def generate(benchmarks: tuple[str, ...], data_dir: Path | None, dar_variant: str | None,
              dar_queries: Path | None, retriever_arg: tuple[str, ...], rounds: int, limit: int | None, device: str,
              cache_dir: Path | None, executor: str, ray_address: str | None, workers: int | None,
              gpus_per_worker: float, images_per_chunk: int, dry_run: bool, export_images: Path | None,
-             plugins: tuple[str, ...]) -> None:
+             plugins: tuple[str, ...], search_space: str | None) -> None:
     """Draw every image the DAR settings need for BENCHMARKs into the shared image cache, and print the counts."""
     from harness.runner import load_dialogues, load_plugins
 
     load_plugins(plugins)
+    if search_space is not None:
+        click.echo("--search-space is ignored: drawing images ranks nothing", err=True)
     dar_args = dict(parse_argument(text) for text in retriever_arg)
     if dar_variant is not None:
         dar_args["variant"] = dar_variant

@@ -15,6 +15,7 @@ never include request headers or tokens: only the source string and the error's 
 
 from __future__ import annotations
 
+import json
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -59,12 +60,13 @@ def resolve_source(source: str) -> ModelSource:
             )
         return ModelSource("checkpoint", str(path))
     if path.is_dir():
-        if not (path / "config.json").is_file() and (path / "best" / "config.json").is_file():
-            return ModelSource("directory", str(path / "best"))  # a training run's folder: its best epoch
+        if not (path / "config.json").is_file() and _trained_here(path / "best"):
+            return ModelSource("directory", str(path / "best"))  # a `train chatir` run's folder: its best epoch
         if not (path / "config.json").is_file():
             raise HarnessError(
-                f"model directory {source!r} has no config.json; pass a directory written by save_pretrained "
-                "(or by `harness convert`), an original checkpoint file or a hub id"
+                f"model directory {source!r} has no config.json (nor a best/ of `harness train chatir`); pass a "
+                "directory written by save_pretrained (or by `harness convert`, or a training run's best/), an "
+                "original checkpoint file or a hub id"
             )
         return ModelSource("directory", str(path))
     if urllib.parse.urlparse(source).scheme in ("http", "https"):
@@ -73,6 +75,14 @@ def resolve_source(source: str) -> ModelSource:
     if path.suffix.lower() in CHECKPOINT_SUFFIXES or source.startswith((".", "/", "~")) or source.count("/") > 1:
         raise HarnessError(f"model source {source!r}: no such file or directory (and it is not a hub id)")
     return ModelSource("hub", source)
+
+
+def _trained_here(directory: Path) -> bool:
+    """Whether ``directory`` is the best/ epoch `harness train chatir` wrote (an ADaFuSE best/ is no encoder)."""
+    try:
+        return json.loads((directory / "training.json").read_text()).get("format") == "chatir-training"
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def fetch_checkpoint(source: ModelSource, cache_dir: Path, progress: bool = True) -> Path:

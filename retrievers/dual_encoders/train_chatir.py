@@ -23,7 +23,8 @@ validation-pool rule), and the best epoch by Hits@10 (ties: MRR, then the lower 
 is the shared one (``retrievers.training``): ``best/`` and ``last/`` are transformers directories (weights,
 configuration, tokenizer and ``training.json``) that ``--retriever-model`` loads, ``last/`` with the optimizer,
 schedule and RNG states; killed at any point (``checkpoint_every`` N writes ``last/`` inside epochs too) and
-resumed, a run ends bit-identical on the CPU to an uninterrupted one.
+resumed, a run ends bit-identical on the CPU to an uninterrupted one. Train with the token limit the retriever
+will rank with (``max_text_tokens``, 200 by default as the chatir preset) and at BLIP's 224 px, as ChatIR did.
 """
 
 from __future__ import annotations
@@ -303,7 +304,9 @@ class _ChatIRTask:
 def train_chatir(settings: ChatIRSettings, pairs: PrefixPairs, encoder: BlipDualEncoder, out_dir: Path,
                  context: RunContext, checkpoint_every: int = 0, on_checkpoint: Any = None,
                  embed_batch_size: int = 64) -> ChatIRSummary:
-    """Train (or resume, or return the finished summary of) the run in ``out_dir``; see the module doc."""
+    """Train (or resume, or return the finished summary of) the run in ``out_dir``; see the module doc. ``encoder``
+    is trained in place and keeps the identity (weight fingerprints) of the base it was loaded from: load ``best/``
+    anew to use the trained weights."""
     out_dir = Path(out_dir)
     split = split_by_dialogue(list(pairs.dialogue_ids), settings.validation_fraction, settings.seed, "chatir")
     if len(split.validation) == 0:

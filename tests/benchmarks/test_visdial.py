@@ -118,3 +118,8 @@ def test_malformed_input_names_the_record_and_field(tmp_path, change, where):
 def test_a_pattern_must_format_an_image_id(tmp_path):
     with pytest.raises(ConfigError, match="not a format over"):
         convert_visdial(tmp_path / "x.json", tmp_path / "out.json", ["{id}.jpg"], progress=False)
+
+
+def test_a_pattern_without_the_image_id_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match=r"must name each image by \{image_id\}"):
+        convert_visdial(tmp_path / "x.json", tmp_path / "out.json", ["images/fixed.jpg"], progress=False)

@@ -124,10 +124,15 @@ def test_exported_images_are_the_cached_pngs_in_the_layout_a_dar_run_reads(setti
     cached = {path.read_bytes() for path in (cache / "images").rglob("*.png")}
     assert {path.read_bytes() for path in folder.glob("*.png")} <= cached
     assert all(path.stat().st_nlink >= 2 for path in folder.glob("*.png"))  # hard links: no second copy
+    stale = folder / "0_1.jpg"
+    stale.write_bytes(b"an older image that a reader would find first")
     again: list[str] = []
     generate_dar_images(released, setting["dialogues"], rounds=1, cache_dir=cache, device="cpu",
                         export_images=folder, echo=again.append)
-    assert any("(12 already there)" in message for message in again)
+    assert any("(12 already there)" in message for message in again) and not stale.exists()
+    with pytest.raises(ConfigError, match="dialogues from the first on"):
+        generate_dar_images(released, setting["dialogues"][1:], rounds=1, cache_dir=cache, device="cpu",
+                            export_images=folder)
 
     # A DAR run reading the exported folder ranks as the run drawing through the cache.
     synthetic = setting["synthetic"]

@@ -73,7 +73,7 @@ def test_invalid_captions_write_nothing_and_say_where(setting, tmp_path):
     result = CliRunner().invoke(main, ["data", "reformulate", "--benchmark", str(synthetic.dialogue_file), "--llm",
                                        "scripted", "--retriever-arg", f"caption_prompt={one_line}", "--out",
                                        str(tmp_path / "S.json"), "--cache-dir", str(tmp_path / "cache"), "--quiet"])
-    assert result.exit_code == 1 and "captions stayed invalid (first: dialogue 0, round 0" in result.output
+    assert result.exit_code == 1 and "captions stayed invalid after their redraws (first: dialogue 0, round 0" in result.output
     assert not (tmp_path / "S.json").exists()
 
 

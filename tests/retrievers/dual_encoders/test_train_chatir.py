@@ -108,3 +108,13 @@ def test_the_image_side_can_train_too_and_the_command_line_says_where_the_weight
     trained = encoder_of(tmp_path / "out", tmp_path).model.state_dict()
     changed = {name.split(".")[0] for name in base if not torch.equal(base[name], trained[name])}
     assert {"text_encoder", "vision_model"} <= changed
+
+
+def test_the_training_bench_reports_pairs_per_second_for_both_image_sides(tiny_blip, tmp_path, one_torch_thread):
+    result = CliRunner().invoke(main, ["bench", "chatir", "--model", str(tiny_blip), "--device", "cpu",
+                                       "--batch-size", "4", "--steps", "1", "--warmup", "0", "--text-tokens", "16",
+                                       "--cache-dir", str(tmp_path)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if "pairs/s" in line]
+    assert len(lines) == 2 and "frozen" in lines[0] and "trained" in lines[1]
+    assert all("one VisDial-train epoch (1,356,157 pairs)" in line for line in lines)
