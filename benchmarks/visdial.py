@@ -91,12 +91,19 @@ def convert_visdial(source: Path, out: Path, patterns: Sequence[str], image_root
 
 
 def _data(source: Path) -> dict[str, Any]:
-    payload = read_json(source)
+    payload = read_json(source, object_hook=_without_answer_options)
     data = payload.get("data") if isinstance(payload, dict) else None
     if not isinstance(data, dict):
         raise DataError(source, "is not in VisDial's layout (an object whose 'data' holds questions, answers and "
                         "dialogs)", field="data")
     return data
+
+
+def _without_answer_options(record: dict[str, Any]) -> dict[str, Any]:
+    # Each VisDial round lists 100 candidate answers the conversion never reads: dropped as the file is parsed, they
+    # do not all sit in memory at once (VisDial train holds over a million rounds).
+    record.pop("answer_options", None)
+    return record
 
 
 def _strings(source: Path, data: dict[str, Any], name: str) -> list[str]:

@@ -13,7 +13,7 @@ per-record parser is public so that validation can collect every problem instead
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +32,9 @@ class RecordError(DataError):
         self.code = code
 
 
-def read_json(path: Path) -> Any:
-    """Parse a JSON file; a missing file, bad encoding or bad JSON is a ``DataError`` naming the file."""
+def read_json(path: Path, object_hook: Callable[[dict[str, Any]], Any] | None = None) -> Any:
+    """Parse a JSON file (``object_hook`` as ``json.loads`` takes it); a missing file, bad encoding or bad JSON is a
+    ``DataError`` naming the file."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -41,7 +42,7 @@ def read_json(path: Path) -> Any:
     except UnicodeDecodeError as error:
         raise DataError(path, f"not UTF-8 text (byte {error.start})") from None
     try:
-        return json.loads(text)
+        return json.loads(text, object_hook=object_hook)
     except json.JSONDecodeError as error:
         raise DataError(path, f"invalid JSON at line {error.lineno}, column {error.colno}: {error.msg}") from None
 

@@ -9,6 +9,8 @@ in memory (``harness convert`` writes the same conversion to disk once, for fast
 
 from __future__ import annotations
 
+import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from retrievers.dual_encoders.preprocess import ImagePreprocessing
 from retrievers.dual_encoders.sources import fetch_checkpoint, float32_pretrained, from_pretrained, resolve_source
 
 FAMILIES = ("blip", "clip")
+log = logging.getLogger("harness.encoders")
 
 
 @dataclass(frozen=True)
@@ -61,4 +64,20 @@ def load_encoder(settings: EncoderSettings, device: str, cache_dir: Path, progre
     else:
         model = float32_pretrained(BlipForImageTextRetrieval, source.location)
         tokenizer = from_pretrained(AutoTokenizer, settings.tokenizer or source.location)
-    return BlipDualEncoder(model, tokenizer, settings.preprocessing, settings.max_text_tokens, settings.dtype, device)
+    encoder = BlipDualEncoder(model, tokenizer, settings.preprocessing, settings.max_text_tokens, settings.dtype, device)
+    if source.kind == "directory":
+        _warn_if_trained_otherwise(Path(source.location), encoder)
+    return encoder
+
+
+def _warn_if_trained_otherwise(directory: Path, encoder: BlipDualEncoder) -> None:
+    """A `harness train chatir` checkpoint ranks best with the token limit and image size it was trained at."""
+    try:
+        trained = json.loads((directory / "training.json").read_text())["base_encoder"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    for name, now, then in (("max_text_tokens", encoder.max_text_tokens, trained.get("max_text_tokens")),
+                            ("image size", encoder.preprocessing.size, trained.get("preprocessing", {}).get("size"))):
+        if then is not None and then != now:
+            log.warning("%s was trained with %s %s; this run uses %s (pass the same, e.g. --retriever-arg "
+                        "max_text_tokens=%s)", directory, name, then, now, then)

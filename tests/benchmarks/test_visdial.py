@@ -66,7 +66,8 @@ def test_the_first_existing_pattern_wins_and_an_image_matching_none_is_named(tmp
     (root / "val2014" / "COCO_val2014_000000000009.jpg").write_bytes(b"x")
     patterns = ["train2014/COCO_train2014_{image_id:012d}.jpg", "val2014/COCO_val2014_{image_id:012d}.jpg"]
     payload = {"split": "train", "data": {"questions": ["is it red", "is it big?"], "answers": ["yes", "no"], "dialogs": [
-        {"image_id": 7, "caption": "a dog", "dialog": [{"question": 0, "answer": 0}, {"question": 1, "answer": 1}]},
+        {"image_id": 7, "caption": "a dog", "dialog": [{"question": 0, "answer": 0, "answer_options": [0, 1]},
+                                                     {"question": 1, "answer": 1, "answer_options": [1, 0]}]},
         {"image_id": 9, "caption": "a cat", "dialog": [{"question": 1, "answer": 0}]},
     ]}}
     source = tmp_path / "visdial.json"

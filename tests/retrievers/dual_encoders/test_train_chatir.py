@@ -5,6 +5,7 @@ side that ranks held-out dialogues better than the untrained base."""
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -57,7 +58,8 @@ def test_a_targets_other_copies_in_the_batch_are_no_negatives():
 
 
 def test_training_resumes_bit_identically_and_its_weights_load_as_the_chatir_retriever(synthetic, tiny_blip,
-                                                                                      tmp_path, one_torch_thread):
+                                                                                      tmp_path, one_torch_thread,
+                                                                                      caplog):
     dialogues = synthetic.load().dialogues
     pairs = prefix_pairs(dialogues, synthetic.image_root)
     settings = ChatIRSettings(epochs=2, batch_size=8, lr=1e-3, warmup_epochs=0.5, validation_fraction=0.25)
@@ -83,6 +85,9 @@ def test_training_resumes_bit_identically_and_its_weights_load_as_the_chatir_ret
             (tmp_path / "whole" / name / "model.safetensors").read_bytes()
     training = json.loads((tmp_path / "whole" / "best" / "training.json").read_text())
     assert training["format"] == "chatir-training" and training["epoch"] == whole.best_epoch
+    with caplog.at_level(logging.WARNING, logger="harness.encoders"):
+        load_encoder(EncoderSettings("blip", str(tmp_path / "whole"), BLIP_224, 32), "cpu", tmp_path, progress=False)
+    assert "was trained with max_text_tokens 64; this run uses 32" in caplog.text
 
     run = CliRunner().invoke(main, [
         "run", "--retriever", "chatir", "--retriever-model", str(tmp_path / "whole"), "--benchmark",
