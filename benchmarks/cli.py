@@ -25,7 +25,7 @@ from benchmarks.fetch import fetch_chatir
 from benchmarks.known import KNOWN_BENCHMARKS, RAW_BASE_URL, SEARCH_SPACE, UPSTREAM
 from benchmarks.validate import resolve_benchmarks, validate_benchmarks
 from harness.command_line import LazyGroup
-from harness.errors import HarnessError
+from harness.errors import ConfigError, HarnessError
 
 
 def _user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -144,11 +144,15 @@ def caption(benchmark: str | None, search_space: Path | None, data_dir: Path | N
     from harness.library_output import silence_library_progress
     from harness.protocols import RunContext
     from harness.registry import REGISTRY
+    from harness.runner import open_benchmark
 
     if quiet:
         silence_library_progress()
     if benchmark is not None:
-        loaded = _load_benchmark(benchmark, data_dir, search_space, image_root)
+        try:
+            loaded = open_benchmark(benchmark, data_dir, search_space, image_root)
+        except ConfigError as error:  # a missing option: a usage error, as the other option checks here
+            raise click.UsageError(str(error)) from None
         space, search_space = loaded.search_space, Path(loaded.paths["search_space"])
     else:
         if search_space is None:
@@ -195,23 +199,6 @@ def convert_visdial_command(source: Path, image_patterns: tuple[str, ...], image
     click.echo(f"wrote {summary.dialogues} dialogues to {summary.path} (images: {by_pattern})")
     if summary.unanswered_rounds:
         click.echo(f"{summary.unanswered_rounds} unanswered last rounds (VisDial's test split) were left out")
-
-
-def _load_benchmark(name: str, data_dir: Path | None, search_space: Path | None, image_root: Path) -> Any:
-    """A published benchmark (with --data-dir) or a dialogue file (with --search-space or --data-dir), as `harness
-    run` loads it: every target must lie in its search space."""
-    from harness.registry import REGISTRY
-
-    if name in KNOWN_BENCHMARKS:
-        if data_dir is None:
-            raise click.UsageError(f"benchmark {name!r} needs --data-dir (the folder holding dialogues/)")
-        return REGISTRY.build("benchmark", name, data_dir=data_dir, image_root=image_root,
-                              search_space=search_space)[0]
-    if search_space is None and data_dir is None:
-        raise click.UsageError(f"benchmark file {name} needs --search-space FILE, or --data-dir for the published "
-                               "50k search space")
-    return REGISTRY.build("benchmark", "chatir-file", dialogues=Path(name), search_space=search_space,
-                          image_root=image_root, data_dir=data_dir, expected_turns=None)[0]
 
 
 @click.group("dialogues")

@@ -68,12 +68,22 @@ def ranks_from_scores(scores: torch.Tensor, target_indices: Sequence[int], keep_
         earlier = torch.arange(scores.shape[1], device=scores.device).unsqueeze(0) < targets[tied_rows]
         tied_earlier = torch.sum((scores[tied_rows] == target_scores[tied_rows]) & earlier, dim=1, dtype=torch.int32)
         higher = higher.index_add(0, tied_rows, tied_earlier)
-    low, high = torch.aminmax(scores, dim=1)
-    failures = [_failure(float(lowest), float(highest)) for lowest, highest in zip(low.tolist(), high.tolist())]
+    failures = row_failures(scores)
     ranks = [UNRANKED if failure else rank for rank, failure in zip(higher.tolist(), failures)]
     tied = [bool(count > 0) and failure is None for count, failure in zip(equal.tolist(), failures)]
     top = stable_top(scores, keep_top, failures) if keep_top > 0 else ()
     return Ranking(tuple(ranks), tuple(tied), tuple(failures), top)
+
+
+def row_failures(scores: torch.Tensor) -> list[str | None]:
+    """Per row of a score matrix, why it cannot be ranked (all scores equal, or not all finite), else None."""
+    low, high = torch.aminmax(scores, dim=1)
+    return [_failure(float(lowest), float(highest)) for lowest, highest in zip(low.tolist(), high.tolist())]
+
+
+def best_images(scores: torch.Tensor, count: int) -> tuple[tuple[int, ...], ...]:
+    """Each row's ``count`` best columns under the stable tie rule; none for a row that cannot be ranked."""
+    return stable_top(scores, count, row_failures(scores))
 
 
 def stable_top(scores: torch.Tensor, count: int, failures: Sequence[str | None]) -> tuple[tuple[int, ...], ...]:

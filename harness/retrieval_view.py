@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import torch
 
-from harness.ranking import ranks_from_scores, stable_top
+from harness.ranking import best_images
 from harness.types import DialogueState
 
 
@@ -84,8 +84,7 @@ class EncoderView:
         if not rows:
             return ranking
         scores = self._scores(torch.stack([queries[row] for row in rows]).to(self._index.device))  # type: ignore[misc]
-        failures = ranks_from_scores(scores, [0] * len(rows)).failures
-        for row, best in zip(rows, stable_top(scores, min(depth, self.size), failures)):
+        for row, best in zip(rows, best_images(scores, depth)):
             ranking[row] = best
         return ranking
 

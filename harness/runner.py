@@ -75,33 +75,35 @@ class ChunkResult:
 
 def load_benchmark(spec: RunSpec) -> Benchmark:
     """A registered benchmark name (``visdial-val``) or the path of any ChatIR-format dialogue file."""
-    if spec.benchmark in REGISTRY.names("benchmark"):
-        if spec.data_dir is None:
-            raise ConfigError(f"benchmark {spec.benchmark!r} needs --data-dir (the folder holding dialogues/)")
-        benchmark, _ = REGISTRY.build(
-            "benchmark",
-            spec.benchmark,
-            data_dir=spec.data_dir,
-            image_root=spec.image_root,
-            search_space=spec.search_space,
-        )
+    return open_benchmark(spec.benchmark, spec.data_dir, spec.search_space, spec.image_root)
+
+
+def open_benchmark(name: str, data_dir: Path | None = None, search_space: Path | None = None,
+                   image_root: Path | None = None) -> Benchmark:
+    """The benchmark ``name`` (registered, under ``data_dir``) or dialogue file ``name`` (over ``search_space``, else
+    ``data_dir``'s published one), with its search space under ``image_root``."""
+    if name in REGISTRY.names("benchmark"):
+        if data_dir is None:
+            raise ConfigError(f"benchmark {name!r} needs --data-dir (the folder holding dialogues/)")
+        benchmark, _ = REGISTRY.build("benchmark", name, data_dir=data_dir, image_root=image_root,
+                                      search_space=search_space)
         return benchmark
-    path = Path(spec.benchmark)
+    path = Path(name)
     if path.suffix == ".json" or path.exists():
-        if spec.search_space is None and spec.data_dir is None:
+        if search_space is None and data_dir is None:
             raise ConfigError(f"benchmark file {path} needs --search-space FILE (a JSON list of image paths), or "
                               "--data-dir for the published 50k search space")
         benchmark, _ = REGISTRY.build(
             "benchmark",
             "chatir-file",
             dialogues=path,
-            search_space=spec.search_space,
-            image_root=spec.image_root,
-            data_dir=spec.data_dir,
+            search_space=search_space,
+            image_root=image_root,
+            data_dir=data_dir,
             expected_turns=None,  # any length; check_rounds tells a user whose file is shorter than --rounds
         )
         return benchmark
-    REGISTRY.resolve("benchmark", spec.benchmark)  # raises with a did-you-mean list
+    REGISTRY.resolve("benchmark", name)  # raises with a did-you-mean list
     raise AssertionError("unreachable")
 
 

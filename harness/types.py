@@ -152,9 +152,10 @@ class DialogueState:
     def caption(self) -> str:
         return self.query_turns[0]
 
-    def note(self, name: str) -> str | None:
-        """The note ``name`` of this state's round, if one was written."""
-        return self.notes[self.round].get(name) if len(self.notes) > self.round else None
+    def note(self, name: str, round_: int | None = None) -> str | None:
+        """The note ``name`` of round ``round_`` (default: this state's round), if one was written."""
+        round_ = self.round if round_ is None else round_
+        return self.notes[round_].get(name) if len(self.notes) > round_ else None
 
 
 # The note a questioner that rewrites the dialogue into one caption every round (PlugIR) writes it under; answerers

@@ -59,8 +59,8 @@ def write_reformulated(dar_args: Mapping[str, Any], dialogues: Sequence[Dialogue
     kept_invalid: list[dict[str, Any]] = []  # on_invalid=keep: captions kept though invalid, with their rules
     with progress_bar(len(dialogues), "reformulating", "dialogue", progress) as bar:
         for chunk in batched(list(dialogues), batch_size):
-            states = [DialogueState(dialogue.dialogue_id, dialogue.target, 0, _last_round(dialogue, rounds),
-                                    dialogue.turns[: _last_round(dialogue, rounds) + 1]) for dialogue in chunk]
+            states = [DialogueState.at_round(dialogue, _last_round(dialogue, rounds), target_index=0)
+                      for dialogue in chunk]
             for dialogue, captions in zip(chunk, retriever._captions_up_to_round(states)):
                 invalid += [(dialogue.dialogue_id, round_, caption.reason) for round_, caption in enumerate(captions)
                             if isinstance(caption, InvalidTurn)]

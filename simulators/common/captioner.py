@@ -62,7 +62,8 @@ class VisionCaptioner:
 
         def draw(generator: Any, items: list[int], seeds: list[int] | None) -> list[str | TurnFailure]:
             item_seeds = seeds if seeds is not None else [0] * len(items)
-            keys = [cache.key(model=generator.identity(), prompt={"text": prompt, "image_sha256": digests[item]},
+            model = generator.identity()
+            keys = [cache.key(model=model, prompt={"text": prompt, "image_sha256": digests[item]},
                               decoding={"seed": seed} if generator.sampling else {})
                     for item, seed in zip(items, item_seeds)]
 

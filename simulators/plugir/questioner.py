@@ -49,7 +49,7 @@ from harness.errors import ConfigError
 from harness.hashing import derive_seed, stable_hash
 from harness.messages import ChatTemplate, Conversation, load_chat_template
 from harness.protocols import Generated, RetrievalView, RunContext, TurnFailure
-from harness.ranking import ranks_from_scores, stable_top
+from harness.ranking import best_images
 from harness.turn_validity import DEFAULT_POLICY, InvalidPolicy, InvalidTurn
 from harness.turns import split_turn
 from harness.types import RECONSTRUCTION, Benchmark, DialogueState
@@ -240,8 +240,7 @@ class PlugIRQuestioner:
         if settings.candidates_from == "retriever":
             ranked = view.current_ranking(states, depth)
         else:
-            scores = view.text_scores(captions)
-            ranked = list(stable_top(scores, depth, ranks_from_scores(scores, [0] * len(states)).failures))
+            ranked = list(best_images(view.text_scores(captions), depth))
         self.seconds["text_scoring"] += time.perf_counter() - started
         return [tuple(best[:count]) for best, count in zip(ranked, counts)]
 
@@ -460,7 +459,7 @@ def _reconstruction(state: DialogueState, round_: int) -> str:
     """c after ``round_``: that round's note, the caption at round 0."""
     if round_ == 0:
         return state.caption
-    note = state.notes[round_].get(RECONSTRUCTION) if len(state.notes) > round_ else None
+    note = state.note(RECONSTRUCTION, round_)
     if note is None:
         raise ValueError(f"dialogue {state.dialogue_id} has no reconstruction of round {round_}")
     return note

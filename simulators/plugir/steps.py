@@ -80,8 +80,8 @@ class LLMSteps:
               seeds: list[int]) -> list[str | TurnFailure]:
         if self._cache is None or self._context is None:
             raise RuntimeError(f"load() the {self.what}'s steps first")
-        context, cache = self._context, self._cache
-        keys = [cache.key(model=generator.identity(), prompt=prompt_key(prompts[item]),
+        context, cache, model = self._context, self._cache, generator.identity()
+        keys = [cache.key(model=model, prompt=prompt_key(prompts[item]),
                           decoding={"seed": seed} if generator.sampling else {})
                 for item, seed in zip(items, seeds)]
 
